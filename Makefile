@@ -1,0 +1,28 @@
+# Two entry points for a fresh machine: `make demo` and `make test` (see README).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+CORES ?= all
+
+.PHONY: setup demo test lint report clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet --constraint constraints.txt --editable ".[dev]"
+	touch $@
+
+demo: setup  ## render the synthetic dataset and run the whole workflow on it
+	$(BIN)/snakemake --cores $(CORES)
+
+lint: setup
+	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/snakefmt --check . \
+	  && $(BIN)/snakemake --lint
+
+test: lint  ## linters, then every test that needs no GPU
+	$(BIN)/pytest -m "not gpu"
+
+clean:
+	rm -rf results logs benchmarks/*/ resources/synthetic .snakemake

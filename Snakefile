@@ -1,0 +1,22 @@
+"""paintssl: Cell Painting self-supervised representations -> JUMP-style profiles -> metrics."""
+
+from snakemake.utils import min_version
+
+min_version("9.19")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/preprocess.smk"
+include: "workflow/rules/pretrain.smk"
+include: "workflow/rules/embed.smk"
+include: "workflow/rules/profiles.smk"
+include: "workflow/rules/evaluate.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        collect("results/eval/{model}.tsv", model=MODELS),

@@ -1,0 +1,207 @@
+"""Evaluate one model's profiles: one long-format TSV with every metric beside its chance level.
+
+``results/eval/{model}.tsv`` has one row per metric x profile level x setting x variant:
+
+==================  =======================================================================
+column              meaning
+==================  =======================================================================
+metric              e.g. ``perturbation_map``, ``target_map``, ``nsb_accuracy`` (see below)
+level               profile level the metric was computed on (well, batch, source, consensus)
+setting             cell line (``Metadata_cell_line``); positives never pair across settings
+variant             ``observed``; ``random_features`` (Gaussian noise of the same shape) and
+                    ``shuffled_labels`` (metadata permuted against features within a setting)
+                    are the chance levels; batch-effect metrics add ``gaussian_clusters`` and
+                    ``random_labels`` (perfect separation / perfect mixing of batches)
+value               the metric (mAP: mean over groups of the per-group mAP)
+n_queries           profiles that served as queries (or were scored)
+n_groups            groups averaged (perturbations, targets, families, batches), else NA
+p_value             mAP: ``value`` against copairs' random-AP null (``null_size`` draws)
+fraction_retrieved  mAP: share of groups with BH-corrected copairs p < 0.05
+note                why a value is NaN, or what it was computed on
+==================  =======================================================================
+
+Controls (``Metadata_pert_type`` negcon/poscon) are left out of every retrieval metric, so
+negative controls are never queries (the paper's protocol).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from paintssl.metrics_map import average_precision, summarize_map
+
+log = logging.getLogger(__name__)
+
+SETTING = "Metadata_cell_line"
+PERTURBATION = "Metadata_JCP2022"
+TREATMENT = "trt"
+TABLE_COLUMNS = [
+    "metric",
+    "level",
+    "setting",
+    "variant",
+    "value",
+    "n_queries",
+    "n_groups",
+    "p_value",
+    "fraction_retrieved",
+    "note",
+]
+CHANCE_VARIANTS = ("random_features", "shuffled_labels")
+
+
+@dataclass(frozen=True)
+class MapTask:
+    """A retrieval task: positives share ``sameby`` and differ in ``pos_diffby``."""
+
+    level: str
+    sameby: str
+    pos_diffby: tuple[str, ...] = ()
+    multilabel: bool = False
+
+
+MAP_TASKS: dict[str, MapTask] = {
+    "perturbation_map": MapTask("batch", PERTURBATION, ("Metadata_Batch",)),
+    "cross_source_map": MapTask("source", PERTURBATION, ("Metadata_Source",)),
+    "target_map": MapTask("consensus", "Metadata_target", multilabel=True),
+    "gene_family_map": MapTask("consensus", "Metadata_gene_family", ("Metadata_gene",)),
+}
+
+
+def split_profiles(df: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+    """Metadata (``Metadata_*`` columns) and the float feature matrix."""
+    meta_cols = [c for c in df.columns if c.startswith("Metadata_")]
+    feats = df.drop(columns=meta_cols).to_numpy(dtype=np.float64)
+    return df[meta_cols].reset_index(drop=True), feats
+
+
+def read_profiles(path: str | Path) -> pd.DataFrame:
+    """Read a profile table and check the columns every metric needs."""
+    df = pd.read_parquet(path)
+    missing = {SETTING, PERTURBATION, "Metadata_pert_type"} - set(df.columns)
+    if missing:
+        raise ValueError(f"{path}: missing metadata columns {sorted(missing)}")
+    if len(df.columns) == sum(c.startswith("Metadata_") for c in df.columns):
+        raise ValueError(f"{path}: no feature columns (all columns start with 'Metadata_')")
+    return df
+
+
+def treatments(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows whose ``Metadata_pert_type`` is ``trt`` (controls are never queries)."""
+    return df[df["Metadata_pert_type"] == TREATMENT].reset_index(drop=True)
+
+
+def variants(
+    meta: pd.DataFrame, feats: np.ndarray, rng: np.random.Generator
+) -> Iterator[tuple[str, pd.DataFrame, np.ndarray]]:
+    """The observed data, then random features and shuffled labels of the same shape."""
+    yield "observed", meta, feats
+    yield "random_features", meta, rng.standard_normal(feats.shape)
+    yield "shuffled_labels", meta.iloc[rng.permutation(len(meta))].reset_index(drop=True), feats
+
+
+def by_setting(df: pd.DataFrame) -> Iterator[tuple[str, pd.DataFrame]]:
+    """Split a profile table per cell line, sorted by name."""
+    for setting, part in df.groupby(SETTING, sort=True, dropna=False):
+        yield str(setting), part.reset_index(drop=True)
+
+
+def row(metric: str, level: str, setting: str, variant: str, **values: object) -> dict:
+    """One row of the long-format table with NA for the fields not given."""
+    out = dict.fromkeys(TABLE_COLUMNS, np.nan)
+    out.update(metric=metric, level=level, setting=setting, variant=variant, note="")
+    out.update(values)
+    return out
+
+
+def map_task_rows(
+    metric: str, task: MapTask, profiles: pd.DataFrame, null_size: int, seed: int
+) -> tuple[list[dict], pd.DataFrame]:
+    """Summary rows (all settings and variants) and the observed per-query AP table."""
+    rows, observed_ap = [], []
+    needed = [task.sameby, *task.pos_diffby]
+    missing = sorted(set(needed) - set(profiles.columns))
+    for setting, part in by_setting(treatments(profiles)):
+        meta, feats = split_profiles(part)
+        rng = np.random.default_rng(seed)
+        for variant, var_meta, var_feats in variants(meta, feats, rng):
+            if missing:
+                note = f"no column(s) {missing}"
+                rows.append(row(metric, task.level, setting, variant, n_queries=0, note=note))
+                continue
+            multilabel_col = task.sameby if task.multilabel else None
+            ap = average_precision(
+                var_meta, var_feats, [task.sameby], task.pos_diffby, multilabel_col
+            )
+            summary, _ = summarize_map(ap, task.sameby, null_size, seed)
+            note = "" if len(ap) else f"no query with a positive pair (same {task.sameby})"
+            rows.append(row(metric, task.level, setting, variant, **asdict(summary), note=note))
+            if variant == "observed" and len(ap):
+                observed_ap.append(ap.assign(metric=metric, level=task.level, setting=setting))
+    ap_table = pd.concat(observed_ap, ignore_index=True) if observed_ap else pd.DataFrame()
+    return rows, ap_table
+
+
+def per_query_ap_table(ap: pd.DataFrame, task: MapTask) -> pd.DataFrame:
+    """Keep the columns needed to pair queries across models (Wilcoxon tests)."""
+    keys = [c for c in (PERTURBATION, "Metadata_Source", "Metadata_Batch") if c in ap.columns]
+    group = ap[task.sameby].astype(str)
+    cols = ["metric", "level", "setting", *keys, "average_precision", "n_pos_pairs"]
+    return ap[cols].assign(group=group, n_total_pairs=ap["n_total_pairs"])
+
+
+def evaluate_model(
+    profiles: Mapping[str, str | Path],
+    out_tsv: str | Path,
+    null_size: int = 10_000,
+    seed: int = 0,
+    ap_out: str | Path | None = None,
+) -> None:
+    """Compute every metric for one model and write the long-format table (module docstring).
+
+    Parameters
+    ----------
+    profiles
+        ``{level: path}`` for the levels well, batch, source and consensus; a metric whose
+        level is absent gets a NaN row saying so.
+    out_tsv
+        Output TSV (``results/eval/{model}.tsv``).
+    null_size, seed
+        copairs null size and the seed of the null, random features and label shuffles.
+    ap_out
+        Optional Parquet of observed per-query AP (metric, setting, perturbation keys,
+        ``group`` = the label retrieved), used to pair models in Wilcoxon tests.
+    """
+    unknown = set(profiles) - {"well", "batch", "source", "consensus"}
+    if unknown:
+        raise ValueError(
+            f"unknown profile levels {sorted(unknown)}; use well/batch/source/consensus"
+        )
+    tables = {level: read_profiles(path) for level, path in profiles.items()}
+    rows, ap_tables = [], []
+    for metric, task in MAP_TASKS.items():
+        if task.level not in tables:
+            note = f"no {task.level}-level profiles given"
+            rows.extend(row(metric, task.level, "all", v, note=note) for v in ("observed",))
+            continue
+        log.info("%s on %s profiles", metric, task.level)
+        task_rows, ap = map_task_rows(metric, task, tables[task.level], null_size, seed)
+        rows.extend(task_rows)
+        if len(ap):
+            ap_tables.append(per_query_ap_table(ap, task))
+    write_table(pd.DataFrame(rows, columns=TABLE_COLUMNS), out_tsv)
+    if ap_out is not None:
+        Path(ap_out).parent.mkdir(parents=True, exist_ok=True)
+        pd.concat(ap_tables, ignore_index=True).to_parquet(ap_out, index=False)
+
+
+def write_table(table: pd.DataFrame, out_tsv: str | Path) -> None:
+    """Write the long-format table as TSV (NaN as empty cells), creating the folder."""
+    Path(out_tsv).parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out_tsv, sep="\t", index=False, na_rep="NA", float_format="%.6g")

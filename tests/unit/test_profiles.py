@@ -1,0 +1,123 @@
+"""Profile normalisation and aggregation on planted tables."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from paintssl.profiles import (
+    aggregate_level,
+    annotate_wells,
+    feature_columns,
+    mad_robustize_per_plate,
+    normalize_profiles,
+    reduce_for_sphering,
+    spherize,
+    variance_filter,
+)
+
+
+def planted_wells(n_plates: int = 4, n_features: int = 6, seed: int = 0) -> pd.DataFrame:
+    """Plates of 24 wells: 8 DMSO + 4 compounds x 4 replicates, plate offsets added."""
+    rng = np.random.default_rng(seed)
+    perts = ["DMSO"] * 8 + [f"cmp{i}" for i in range(4) for _ in range(4)]
+    effects = {f"cmp{i}": rng.normal(0, 3, n_features) for i in range(4)} | {"DMSO": 0}
+    rows, features = [], []
+    for p in range(n_plates):
+        offset = rng.normal(0, 5, n_features)
+        for w, pert in enumerate(perts):
+            rows.append(
+                {
+                    "Metadata_Source": f"source_{p // 2}",
+                    "Metadata_Batch": f"batch_{p // 2}",
+                    "Metadata_Plate": f"P{p}",
+                    "Metadata_Well": f"W{w:02d}",
+                    "Metadata_cell_line": "U2OS",
+                    "Metadata_JCP2022": pert,
+                    "Metadata_pert_type": "negcon" if pert == "DMSO" else "trt",
+                    "Metadata_target": None if pert == "DMSO" else f"T{pert[-1]}",
+                    "Metadata_gene": None,
+                    "Metadata_gene_family": None,
+                }
+            )
+            features.append(offset + effects[pert] + rng.normal(0, 1, n_features))
+    feats = pd.DataFrame(features, columns=[f"emb_{i:04d}" for i in range(n_features)])
+    return pd.concat([pd.DataFrame(rows), feats], axis=1)
+
+
+def test_variance_filter_drops_constant_features_in_either_group() -> None:
+    wells = planted_wells()
+    wells["emb_0000"] = 1.0
+    wells.loc[wells["Metadata_pert_type"] == "negcon", "emb_0001"] = 2.0
+    kept = feature_columns(variance_filter(wells))
+    assert "emb_0000" not in kept
+    assert "emb_0001" not in kept
+    assert len(kept) == 4
+
+
+def test_spherize_whitens_negative_controls() -> None:
+    sphered = spherize(planted_wells(n_plates=8))
+    negcon = sphered.loc[sphered["Metadata_pert_type"] == "negcon", feature_columns(sphered)]
+    cov = np.cov(negcon.to_numpy(), rowvar=False)
+    np.testing.assert_allclose(cov, np.eye(6), atol=0.05)
+
+
+def test_reduce_for_sphering_caps_dims_by_negative_controls() -> None:
+    wells = planted_wells(n_plates=1, n_features=30)  # 8 negcon wells < 30 features
+    reduced = reduce_for_sphering(wells, max_dims=None)
+    assert len(feature_columns(reduced)) == 4
+    assert len(reduced) == len(wells)
+    assert reduce_for_sphering(wells, max_dims=40) is wells
+
+
+def test_mad_robustize_centres_each_plate() -> None:
+    robust = mad_robustize_per_plate(planted_wells())
+    medians = robust.groupby("Metadata_Plate")[feature_columns(robust)].median()
+    np.testing.assert_allclose(medians.to_numpy(), 0, atol=1e-9)
+
+
+def test_aggregate_levels_group_replicates() -> None:
+    wells = planted_wells()
+    batch = aggregate_level(wells, "batch")
+    assert len(batch) == 2 * 5  # 2 batches x (4 compounds + DMSO)
+    assert set(batch["Metadata_n_wells"]) == {8, 16}
+    consensus = aggregate_level(wells, "consensus")
+    assert len(consensus) == 5
+    cmp0 = wells[wells["Metadata_JCP2022"] == "cmp0"]
+    expected = cmp0[feature_columns(wells)].mean().to_numpy()
+    got = consensus.loc[consensus["Metadata_JCP2022"] == "cmp0", feature_columns(wells)]
+    np.testing.assert_allclose(got.to_numpy()[0], expected)
+    assert consensus.loc[consensus["Metadata_JCP2022"] == "cmp0", "Metadata_target"].item() == "T0"
+    with pytest.raises(ValueError, match="unknown level"):
+        aggregate_level(wells, "plate")
+
+
+def test_annotate_names_wells_missing_from_metadata(tmp_path: Path) -> None:
+    wells = planted_wells(n_plates=1)
+    meta_cols = [c for c in wells.columns if c.startswith("Metadata_")]
+    emb = wells.drop(columns=[c for c in meta_cols if c not in (
+        "Metadata_Source", "Metadata_Batch", "Metadata_Plate", "Metadata_Well")])  # fmt: skip
+    emb.to_parquet(tmp_path / "P0.parquet")
+    metadata = wells[meta_cols].drop(columns=["Metadata_Source", "Metadata_Batch"])
+    assert len(annotate_wells([tmp_path / "P0.parquet"], metadata)) == len(wells)
+    with pytest.raises(ValueError, match="no row in the metadata table"):
+        annotate_wells([tmp_path / "P0.parquet"], metadata.iloc[1:])
+
+
+def test_normalize_profiles_end_to_end(tmp_path: Path) -> None:
+    wells = planted_wells(n_plates=4)
+    meta_cols = [c for c in wells.columns if c.startswith("Metadata_")]
+    for plate, df in wells.groupby("Metadata_Plate"):
+        df.drop(columns=meta_cols[4:]).to_parquet(tmp_path / f"{plate}.parquet")
+    wells[meta_cols].to_parquet(tmp_path / "meta.parquet")
+    out = tmp_path / "well.parquet"
+    normalize_profiles(sorted(tmp_path.glob("P*.parquet")), tmp_path / "meta.parquet", out)
+    profiles = pd.read_parquet(out)
+    assert len(profiles) == len(wells)
+    assert np.isfinite(profiles[feature_columns(profiles)].to_numpy()).all()
+    # replicate profiles of a compound are closer than profiles of different compounds
+    feats = profiles[profiles["Metadata_pert_type"] == "trt"]
+    centroids = feats.groupby("Metadata_JCP2022")[feature_columns(profiles)].mean()
+    within = feats.groupby("Metadata_JCP2022")[feature_columns(profiles)].std().mean().mean()
+    assert centroids.std().mean() > within

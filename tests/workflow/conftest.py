@@ -1,0 +1,39 @@
+"""Helpers to drive the real Snakemake CLI from a temporary working directory."""
+
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+TINY = REPO / "tests/data/tiny.yaml"
+
+Runner = Callable[..., subprocess.CompletedProcess]
+
+
+def snakemake(
+    workdir: Path, *args: str, configfiles: tuple[Path, ...] = ()
+) -> subprocess.CompletedProcess:
+    """Run snakemake on the repository's workflow in ``workdir`` (targets go in ``args``)."""
+    cmd = [
+        SNAKEMAKE,
+        "--snakefile", str(REPO / "Snakefile"),
+        "--directory", str(workdir),
+        "--workflow-profile", str(REPO / "profiles/ci"),
+        *args,
+        "--configfile", str(REPO / "config/config.yaml"), *map(str, configfiles),
+    ]  # fmt: skip
+    return subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=1500)
+
+
+@pytest.fixture
+def run_snakemake(tmp_path: Path) -> Runner:
+    """``run_snakemake(*args, configfiles=...)`` in a fresh working directory."""
+
+    def run(*args: str, configfiles: tuple[Path, ...] = ()) -> subprocess.CompletedProcess:
+        return snakemake(tmp_path, *args, configfiles=configfiles)
+
+    return run

@@ -1,0 +1,62 @@
+# Helpers only, no rules: validate config and sheets, constrain wildcards, resolve inputs.
+import re
+
+from snakemake.utils import validate
+
+from paintssl.inputs import read_plate_sheet
+from paintssl.synthetic import SyntheticConfig, plate_sheet
+
+validate(config, schema="../schemas/config.schema.yaml")
+
+SYNTHETIC = config.get("plates") is None
+if SYNTHETIC:
+    PLATES = plate_sheet(SyntheticConfig(**config["synthetic"]), "resources/synthetic")
+else:
+    PLATES = read_plate_sheet(config["plates"])
+PLATES = PLATES.set_index("plate", drop=False).sort_index()
+validate(PLATES, schema="../schemas/plates.schema.yaml")
+
+MODELS = sorted(config["models"])
+SHARDS = [f"{i:03d}" for i in range(config["embed"]["n_shards"])]
+LEVELS = ["batch", "source", "consensus"]
+
+
+def plates_in_split(split):
+    """Plates used for `split` (train or eval); a plate without a split is used for both."""
+    if "split" not in PLATES:
+        return list(PLATES.index)
+    other = {"train": "eval", "eval": "train"}[split]
+    return list(PLATES.index[PLATES["split"].fillna(split) != other])
+
+
+TRAIN_PLATES = plates_in_split("train")
+EVAL_PLATES = plates_in_split("eval")
+
+
+wildcard_constraints:
+    plate="|".join(map(re.escape, PLATES.index)),
+    model="|".join(map(re.escape, MODELS)),
+    shard=r"\d{3}",
+    level="|".join(["well", *LEVELS]),
+
+
+def get_load_data(wildcards):
+    """The plate's load_data.csv: rendered for the synthetic dataset, else from the sheet."""
+    return PLATES.loc[wildcards.plate, "load_data"]
+
+
+def get_metadata_table(wildcards):
+    """The user's well metadata table, or the rendered synthetic one."""
+    return config["metadata"] or "resources/synthetic/metadata.parquet"
+
+
+def get_illum(wildcards):
+    """The computed illumination function when `preprocess.illum` is `compute`."""
+    if config["preprocess"]["illum"] == "compute":
+        return {"illum": f"results/illum/{wildcards.plate}/illum.npy"}
+    return {}
+
+
+def get_model(wildcards):
+    """One pretraining run's settings, exactly as written in config.yaml."""
+    return config["models"][wildcards.model]

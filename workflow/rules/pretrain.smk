@@ -1,0 +1,22 @@
+rule pretrain:
+    input:
+        manifests=collect("results/images/{plate}/manifest.parquet", plate=TRAIN_PLATES),
+    output:
+        weights=protected("results/pretrain/{model}/weights.pt"),
+    log:
+        "logs/pretrain/{model}.log",
+    benchmark:
+        "benchmarks/pretrain/{model}.tsv"
+    conda:
+        "../envs/torch.yaml"
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=16000,
+        runtime=1440,
+    params:
+        model=get_model,
+        channels=lookup(dpath="channels", within=config),
+        seed=lookup(dpath="seed", within=config),
+    script:
+        "../scripts/pretrain.py"

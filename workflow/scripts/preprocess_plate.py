@@ -1,0 +1,25 @@
+"""Illumination-correct, clip, scale and merge one plate into 5-channel TIFFs (thin wrapper)."""
+
+import logging
+import sys
+from typing import TYPE_CHECKING
+
+from paintssl.preprocess import preprocess_plate
+
+if TYPE_CHECKING:  # editor/type-checker stub; Snakemake injects the real object
+    from snakemake.script import snakemake
+
+sys.stderr = open(snakemake.log[0], "w", buffering=1)  # noqa: SIM115 - tracebacks go to the log
+logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(message)s")
+
+preprocess_plate(
+    load_data=snakemake.input.load_data,
+    source=snakemake.params.source,
+    batch=snakemake.params.batch,
+    out_manifest=snakemake.output.manifest,
+    out_sites=snakemake.output.sites,
+    channels=snakemake.params.channels,
+    clip_percentiles=tuple(snakemake.params.clip_percentiles),
+    illum=snakemake.input.get("illum"),
+    illum_from_load_data=snakemake.params.illum_from_load_data,
+)
