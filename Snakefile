@@ -20,3 +20,4 @@ rule all:
     default_target: True
     input:
         collect("results/eval/{model}.tsv", model=MODELS),
+        "results/eval/summary.tsv",

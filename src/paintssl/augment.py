@@ -37,7 +37,7 @@ class AugmentConfig:
         if self.blur_kernel % 2 == 0:
             raise ValueError(f"blur_kernel must be odd, got {self.blur_kernel}")
         if not 0 < self.gamma_min <= self.gamma_max:
-            raise ValueError(f"need 0 < gamma_min <= gamma_max, got {self.gamma_min}, {self.gamma_max}")
+            raise ValueError(f"need 0 < gamma_min <= gamma_max: {self.gamma_min}, {self.gamma_max}")
 
 
 def uniform(low: float, high: float, shape: tuple[int, ...], gen: torch.Generator) -> torch.Tensor:

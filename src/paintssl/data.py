@@ -128,7 +128,8 @@ class StepBatches(Sampler):
         """This rank's keys of global batch ``step``."""
         slots = range(self.offset, self.offset + self.local)
         return [
-            (self._index(step * self.batch_size + s), sample_seed(self.seed, step, s)) for s in slots
+            (self._index(step * self.batch_size + s), sample_seed(self.seed, step, s))
+            for s in slots
         ]
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:

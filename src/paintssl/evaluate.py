@@ -34,6 +34,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from paintssl.metrics_batch import LISI_KS, effect_metrics, gaussian_clusters
+from paintssl.metrics_family import cluster_families
+from paintssl.metrics_knn import F1_KS, f1_at_k, knn_graph, nearest_match_accuracy
 from paintssl.metrics_map import average_precision, summarize_map
 
 log = logging.getLogger(__name__)
@@ -53,7 +56,8 @@ TABLE_COLUMNS = [
     "fraction_retrieved",
     "note",
 ]
-CHANCE_VARIANTS = ("random_features", "shuffled_labels")
+F1_COLUMNS = ["metric", "level", "setting", "variant", "k", "value", "n_queries"]
+EFFECT_LABELS = {"batch": "Metadata_Batch", "source": "Metadata_Source"}
 
 
 @dataclass(frozen=True)
@@ -122,9 +126,9 @@ def row(metric: str, level: str, setting: str, variant: str, **values: object) -
 
 def map_task_rows(
     metric: str, task: MapTask, profiles: pd.DataFrame, null_size: int, seed: int
-) -> tuple[list[dict], pd.DataFrame]:
-    """Summary rows (all settings and variants) and the observed per-query AP table."""
-    rows, observed_ap = [], []
+) -> tuple[list[dict], list[dict], pd.DataFrame]:
+    """mAP rows and F1-at-k rows (all settings and variants), observed per-query AP."""
+    rows, f1_rows, observed_ap = [], [], []
     needed = [task.sameby, *task.pos_diffby]
     missing = sorted(set(needed) - set(profiles.columns))
     for setting, part in by_setting(treatments(profiles)):
@@ -142,10 +146,30 @@ def map_task_rows(
             summary, _ = summarize_map(ap, task.sameby, null_size, seed)
             note = "" if len(ap) else f"no query with a positive pair (same {task.sameby})"
             rows.append(row(metric, task.level, setting, variant, **asdict(summary), note=note))
+            f1_rows.extend(task_f1_rows(metric, task, setting, variant, var_meta, var_feats))
             if variant == "observed" and len(ap):
                 observed_ap.append(ap.assign(metric=metric, level=task.level, setting=setting))
     ap_table = pd.concat(observed_ap, ignore_index=True) if observed_ap else pd.DataFrame()
-    return rows, ap_table
+    return rows, f1_rows, ap_table
+
+
+def task_f1_rows(
+    metric: str, task: MapTask, setting: str, variant: str, meta: pd.DataFrame, feats: np.ndarray
+) -> list[dict]:
+    """F1 at k = 1..49 (step 2) for the same positives and negatives as the mAP task."""
+    keep = meta[task.sameby].notna().to_numpy()
+    f1, n_queries = f1_at_k(
+        feats[keep],
+        meta.loc[keep, task.sameby],
+        [meta.loc[keep, c] for c in task.pos_diffby],
+        multilabel=task.multilabel,
+    )
+    name = metric.removesuffix("_map")
+    return [
+        {"metric": f"f1_{name}", "level": task.level, "setting": setting, "variant": variant,
+         "k": k, "value": v, "n_queries": n_queries}
+        for k, v in zip(F1_KS, f1, strict=True)
+    ]  # fmt: skip
 
 
 def per_query_ap_table(ap: pd.DataFrame, task: MapTask) -> pd.DataFrame:
@@ -156,12 +180,102 @@ def per_query_ap_table(ap: pd.DataFrame, task: MapTask) -> pd.DataFrame:
     return ap[cols].assign(group=group, n_total_pairs=ap["n_total_pairs"])
 
 
+def nearest_neighbour_rows(wells: pd.DataFrame, seed: int) -> list[dict]:
+    """NSB accuracy (label: perturbation) and NSBP accuracy (labels: target, gene family)."""
+    other_batch_and_perturbation = ["Metadata_Batch", PERTURBATION]
+    tasks = {
+        "nsb_accuracy": (PERTURBATION, ["Metadata_Batch"], False),
+        "nsbp_target_accuracy": ("Metadata_target", other_batch_and_perturbation, True),
+        "nsbp_gene_family_accuracy": ("Metadata_gene_family", other_batch_and_perturbation, False),
+    }
+    rows = []
+    for setting, part in by_setting(treatments(wells)):
+        meta, feats = split_profiles(part)
+        for variant, var_meta, var_feats in variants(meta, feats, np.random.default_rng(seed)):
+            for metric, (label, exclude, multilabel) in tasks.items():
+                missing = sorted({label, *exclude} - set(var_meta.columns))
+                if missing:
+                    note = f"no column(s) {missing}"
+                    rows.append(row(metric, "well", setting, variant, n_queries=0, note=note))
+                    continue
+                keep = var_meta[label].notna().to_numpy()
+                accuracy, n_queries = nearest_match_accuracy(
+                    var_feats[keep],
+                    var_meta.loc[keep, label],
+                    [var_meta.loc[keep, c] for c in exclude],
+                    multilabel,
+                )
+                note = "" if n_queries else "no well has a candidate neighbour"
+                values = {"value": accuracy, "n_queries": n_queries, "note": note}
+                rows.append(row(metric, "well", setting, variant, **values))
+    return rows
+
+
+def effect_variants(
+    meta: pd.DataFrame, feats: np.ndarray, label: str, seed: int
+) -> Iterator[tuple[str, np.ndarray, pd.Series]]:
+    """Features and labels for the batch-effect metrics and their four baselines."""
+    rng = np.random.default_rng(seed)
+    labels = meta[label].astype("string").fillna("<NA>").reset_index(drop=True)
+    shuffled = pd.Series(rng.permutation(labels.to_numpy()))
+    clusters = gaussian_clusters(labels, feats.shape[1], seed)
+    yield "observed", feats, labels
+    yield "random_features", rng.standard_normal(feats.shape), labels
+    yield "shuffled_labels", feats, shuffled
+    yield "gaussian_clusters", clusters, labels
+    yield "random_labels", clusters, shuffled
+
+
+def effect_rows(wells: pd.DataFrame, seed: int, max_silhouette: int | None) -> list[dict]:
+    """Silhouette, graph connectivity and LISI for batch and source, with baselines.
+
+    All wells (controls included) are scored, per cell line.
+    """
+    rows, graphs = [], {}
+    for setting, part in by_setting(wells):
+        meta, feats = split_profiles(part)
+        for name, label in EFFECT_LABELS.items():
+            if label not in meta:
+                rows.append(row(f"{name}_lisi", "well", setting, "observed", note=f"no {label}"))
+                continue
+            for variant, var_feats, labels in effect_variants(meta, feats, label, seed):
+                key = id(var_feats)  # the same matrix shares one kNN graph
+                if key not in graphs:
+                    graphs[key] = (var_feats, *knn_graph(var_feats, max(LISI_KS)))
+                _, neighbours, distances = graphs[key]
+                values = effect_metrics(
+                    var_feats, neighbours, distances, labels, max_silhouette, seed
+                )
+                n_groups = labels.nunique()
+                rows.extend(
+                    row(f"{name}_{metric}", "well", setting, variant, value=value,
+                        n_queries=len(labels), n_groups=n_groups)
+                    for metric, value in values
+                )  # fmt: skip
+        graphs.clear()
+    return rows
+
+
+def family_rows(consensus: pd.DataFrame) -> list[dict]:
+    """Gene-family AMI of complete-linkage clustering, per cell line (observed only)."""
+    rows = []
+    for setting, part in by_setting(treatments(consensus)):
+        meta, feats = split_profiles(part)
+        result = cluster_families(meta, feats)
+        values = {"value": result.ami, "n_queries": len(result.families), "note": result.note}
+        values["n_groups"] = result.families.nunique()
+        rows.append(row("gene_family_ami", "consensus", setting, "observed", **values))
+    return rows
+
+
 def evaluate_model(
     profiles: Mapping[str, str | Path],
     out_tsv: str | Path,
     null_size: int = 10_000,
     seed: int = 0,
     ap_out: str | Path | None = None,
+    f1_out: str | Path | None = None,
+    max_silhouette: int | None = 20_000,
 ) -> None:
     """Compute every metric for one model and write the long-format table (module docstring).
 
@@ -177,28 +291,45 @@ def evaluate_model(
     ap_out
         Optional Parquet of observed per-query AP (metric, setting, perturbation keys,
         ``group`` = the label retrieved), used to pair models in Wilcoxon tests.
+    f1_out
+        Optional TSV of F1 at k = 1..49 (step 2) for every mAP task, setting and variant.
+    max_silhouette
+        Silhouette on a random subset of at most this many wells (None: all wells).
     """
     unknown = set(profiles) - {"well", "batch", "source", "consensus"}
     if unknown:
         raise ValueError(
-            f"unknown profile levels {sorted(unknown)}; use well/batch/source/consensus"
+            f"unknown profile levels {sorted(unknown)}; use well, batch, source, consensus"
         )
     tables = {level: read_profiles(path) for level, path in profiles.items()}
-    rows, ap_tables = [], []
+    rows, f1_rows, ap_tables = [], [], []
     for metric, task in MAP_TASKS.items():
         if task.level not in tables:
             note = f"no {task.level}-level profiles given"
-            rows.extend(row(metric, task.level, "all", v, note=note) for v in ("observed",))
+            rows.append(row(metric, task.level, "all", "observed", note=note))
             continue
         log.info("%s on %s profiles", metric, task.level)
-        task_rows, ap = map_task_rows(metric, task, tables[task.level], null_size, seed)
+        task_rows, task_f1, ap = map_task_rows(metric, task, tables[task.level], null_size, seed)
         rows.extend(task_rows)
+        f1_rows.extend(task_f1)
         if len(ap):
             ap_tables.append(per_query_ap_table(ap, task))
+    if "consensus" in tables:
+        rows.extend(family_rows(tables["consensus"]))
+    if "well" in tables:
+        log.info("nearest-neighbour accuracies on well profiles")
+        rows.extend(nearest_neighbour_rows(tables["well"], seed))
+        log.info("batch and source effects on well profiles")
+        rows.extend(effect_rows(tables["well"], seed, max_silhouette))
+    else:
+        rows.append(row("nsb_accuracy", "well", "all", "observed", note="no well-level profiles"))
     write_table(pd.DataFrame(rows, columns=TABLE_COLUMNS), out_tsv)
+    if f1_out is not None:
+        write_table(pd.DataFrame(f1_rows, columns=F1_COLUMNS), f1_out)
     if ap_out is not None:
         Path(ap_out).parent.mkdir(parents=True, exist_ok=True)
-        pd.concat(ap_tables, ignore_index=True).to_parquet(ap_out, index=False)
+        ap = pd.concat(ap_tables, ignore_index=True) if ap_tables else pd.DataFrame()
+        ap.to_parquet(ap_out, index=False)
 
 
 def write_table(table: pd.DataFrame, out_tsv: str | Path) -> None:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,7 @@ from paintssl.images import (
     U16_MAX,
     channel_histograms,
     histogram_percentiles,
+    imap_bounded,
     iter_plate_sites,
     scale_to_unit,
     to_uint16,
@@ -65,7 +67,7 @@ def count_nuclei(
     if n_objects == 0:
         return 0
     distance = ndi.distance_transform_edt(mask)
-    peaks = peak_local_max(distance, min_distance=min_distance, labels=labels, exclude_border=False)
+    peaks = peak_local_max(distance, min_distance=min_distance, exclude_border=False)
     per_object = np.bincount(labels[tuple(peaks.T)], minlength=n_objects + 1)[1:]
     return int(np.maximum(per_object, 1).sum())
 
@@ -106,6 +108,41 @@ def _write_parquet_atomic(table: pd.DataFrame, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def _clip_bounds(
+    sites: Iterable[tuple[int, np.ndarray]], n_channels: int, percentiles: Sequence[float]
+) -> np.ndarray:
+    """Per-channel (low, high) plate percentiles from streamed sites, shape (C, 2)."""
+    hist = np.zeros((n_channels, N_BINS), dtype=np.int64)
+    for _, image in sites:
+        hist += channel_histograms(image)
+    return np.stack([histogram_percentiles(h, percentiles) for h in hist])
+
+
+def _process_site(
+    item: tuple[int, np.ndarray],
+    table: pd.DataFrame,
+    out_sites: Path,
+    manifest_dir: Path,
+    channels: Sequence[str],
+    bounds: np.ndarray,
+    nuclei: dict[str, float],
+) -> dict[str, object]:
+    """Scale, write and measure one site; returns its manifest row (without plate columns)."""
+    i, image = item
+    merged = to_uint16(scale_to_unit(image, bounds[:, 0], bounds[:, 1]))
+    well, site = table.at[i, "Metadata_Well"], table.at[i, "Metadata_Site"]
+    site_path = out_sites / f"{well}_{site}.tiff"
+    write_site_tiff(site_path, merged, channels)
+    return {
+        "Metadata_Plate": table.at[i, "Metadata_Plate"],
+        "Metadata_Well": well,
+        "Metadata_Site": site,
+        "path": Path(os.path.relpath(site_path, manifest_dir)).as_posix(),
+        "channels": ",".join(channels),
+        **_site_row(merged, channels, nuclei),
+    }
+
+
 def preprocess_plate(
     load_data: str | Path,
     source: str,
@@ -144,26 +181,20 @@ def preprocess_plate(
     nucleus_sigma, min_nucleus_area, nucleus_min_distance
         Cell-count settings, see :func:`count_nuclei`.
     threads
-        Threads reading images.
+        Threads reading images, and threads scaling, writing and measuring sites.
     """
     if DNA not in channels:
         raise ValueError(f"channels {list(channels)} must include {DNA} for the QC columns")
     table = read_load_data(load_data, channels)
     field = _load_field(table, channels, illum, illum_from_load_data)
-    illum_name = str(illum or "JUMP illum files")
-    label = str(load_data)
+    illum_name, label = str(illum or "JUMP illum files"), str(load_data)
 
-    def corrected_sites():
+    def corrected_sites() -> Iterator[tuple[int, np.ndarray]]:
         for i, image in iter_plate_sites(table, channels, threads, label=label):
             yield i, image if field is None else apply_illum(image, field, illum_name)
 
-    hist = np.zeros((len(channels), N_BINS), dtype=np.int64)
-    for _, image in corrected_sites():
-        hist += channel_histograms(image)
-    bounds = np.stack([histogram_percentiles(h, clip_percentiles) for h in hist])
-    clip_values = dict(zip(channels, bounds.tolist(), strict=True))
-    log.info("%s: clip values per channel %s", label, clip_values)
-
+    bounds = _clip_bounds(corrected_sites(), len(channels), clip_percentiles)
+    log.info("%s: clip values %s", label, dict(zip(channels, bounds.tolist(), strict=True)))
     out_manifest, out_sites = Path(out_manifest), Path(out_sites)
     out_manifest.unlink(missing_ok=True)
     created = not out_sites.exists()
@@ -173,26 +204,24 @@ def preprocess_plate(
         "min_area": min_nucleus_area,
         "min_distance": nucleus_min_distance,
     }
-    rows = []
+    process = partial(
+        _process_site,
+        table=table,
+        out_sites=out_sites,
+        manifest_dir=out_manifest.parent,
+        channels=channels,
+        bounds=bounds,
+        nuclei=nuclei,
+    )
     try:
-        for i, image in corrected_sites():
-            merged = to_uint16(scale_to_unit(image, bounds[:, 0], bounds[:, 1]))
-            well, site = table.at[i, "Metadata_Well"], table.at[i, "Metadata_Site"]
-            site_path = out_sites / f"{well}_{site}.tiff"
-            write_site_tiff(site_path, merged, channels)
-            rows.append(
-                {
-                    "Metadata_Source": source,
-                    "Metadata_Batch": batch,
-                    "Metadata_Plate": table.at[i, "Metadata_Plate"],
-                    "Metadata_Well": well,
-                    "Metadata_Site": site,
-                    "path": Path(os.path.relpath(site_path, out_manifest.parent)).as_posix(),
-                    "channels": ",".join(channels),
-                    **_site_row(merged, channels, nuclei),
-                }
-            )
-        manifest = pd.DataFrame(rows)
+        rows = pd.DataFrame(imap_bounded(process, corrected_sites(), threads))
+        manifest = pd.concat(
+            [
+                pd.DataFrame({"Metadata_Source": source, "Metadata_Batch": batch}, rows.index),
+                rows,
+            ],
+            axis=1,
+        )
         for j, ch in enumerate(channels):
             manifest[f"clip_low_{ch}"] = float(bounds[j, 0])
             manifest[f"clip_high_{ch}"] = float(bounds[j, 1])

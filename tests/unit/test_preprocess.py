@@ -51,8 +51,11 @@ def grid_centres(n_side: int, spacing: int, offset: int) -> list[tuple[int, int]
     ]
 
 
-def write_plate(folder: Path, sites: dict[tuple[str, str], np.ndarray]) -> Path:
-    """Per-channel TIFFs of (C, H, W) site arrays (in CHANNELS order) plus load_data.csv."""
+def write_plate(
+    folder: Path, sites: dict[tuple[str, str], np.ndarray], illum: np.ndarray | None = None
+) -> Path:
+    """Per-channel TIFFs of (C, H, W) site arrays (in CHANNELS order) plus load_data.csv;
+    with ``illum``, also JUMP-style per-channel illum .npy files and their columns."""
     (folder / "raw").mkdir(parents=True)
     rows = []
     for (well, site), image in sites.items():
@@ -61,6 +64,9 @@ def write_plate(folder: Path, sites: dict[tuple[str, str], np.ndarray]) -> Path:
             name = f"{well}_{site}_{ch}.tiff"
             tifffile.imwrite(folder / "raw" / name, image[CHANNELS.index(ch)])
             row |= {f"FileName_Orig{ch}": name, f"PathName_Orig{ch}": "raw"}
+            if illum is not None:
+                np.save(folder / f"P1_Illum{ch}.npy", illum[CHANNELS.index(ch)])
+                row |= {f"FileName_Illum{ch}": f"P1_Illum{ch}.npy", f"PathName_Illum{ch}": ""}
         rows.append(row)
     pd.DataFrame(rows).to_csv(folder / "load_data.csv", index=False)
     return folder / "load_data.csv"
@@ -123,13 +129,19 @@ def test_clipping_saturates_at_both_ends(tmp_path: Path) -> None:
     np.testing.assert_allclose(merged[0, 0, 100:900], np.rint(expected[100:900]), atol=1)
 
 
-def test_illumination_file_flattens_the_plate(tmp_path: Path) -> None:
+@pytest.mark.parametrize("from_load_data", [False, True])
+def test_illumination_flattens_the_plate(tmp_path: Path, from_load_data: bool) -> None:
     field = np.linspace(1.0, 2.0, 32, dtype=np.float32)[None, None, :].repeat(32, 1).repeat(5, 0)
     flat = np.full((5, 32, 32), 1000.0)
     flat[:, 10:20, 10:20] = 3000.0  # a "cell", so the scaled range is not degenerate
-    load_data = write_plate(tmp_path / "in", {("A01", "1"): (flat * field).astype(np.uint16)})
-    np.save(tmp_path / "illum.npy", field)
-    manifest_path, _ = run(tmp_path, load_data, illum=tmp_path / "illum.npy")
+    plate = {("A01", "1"): (flat * field).astype(np.uint16)}
+    if from_load_data:  # JUMP's own per-channel illum files named in load_data
+        load_data = write_plate(tmp_path / "in", plate, illum=field)
+        manifest_path, _ = run(tmp_path, load_data, illum_from_load_data=True)
+    else:
+        load_data = write_plate(tmp_path / "in", plate)
+        np.save(tmp_path / "illum.npy", field)
+        manifest_path, _ = run(tmp_path, load_data, illum=tmp_path / "illum.npy")
     manifest = pd.read_parquet(manifest_path)
     merged = read_site_tiff(manifest_path.parent / manifest.at[0, "path"])
     background = merged[0][flat[0] == 1000.0]

@@ -45,6 +45,11 @@ def get_load_data(wildcards):
     return PLATES.loc[wildcards.plate, "load_data"]
 
 
+def get_plate_labels(wildcards):
+    """Source and batch of the plate, as written in the plates sheet."""
+    return PLATES.loc[wildcards.plate, ["source", "batch"]].to_dict()
+
+
 def get_metadata_table(wildcards):
     """The user's well metadata table, or the rendered synthetic one."""
     return config["metadata"] or "resources/synthetic/metadata.parquet"

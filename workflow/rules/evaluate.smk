@@ -2,7 +2,14 @@ rule evaluate_model:
     input:
         **{level: f"results/profiles/{{model}}/{level}.parquet" for level in ["well", *LEVELS]},
     output:
-        table="results/eval/{model}.tsv",
+        table=report(
+            "results/eval/{model}.tsv",
+            caption="../report/evaluate_model.rst",
+            category="Evaluation",
+            subcategory="{model}",
+        ),
+        ap="results/eval/{model}/ap.parquet",
+        f1="results/eval/{model}/f1.tsv",
     log:
         "logs/evaluate_model/{model}.log",
     benchmark:
@@ -15,6 +22,38 @@ rule evaluate_model:
         runtime=60,
     params:
         null_size=lookup(dpath="eval/null_size", within=config),
+        max_silhouette=lookup(dpath="eval/max_silhouette", within=config),
         seed=lookup(dpath="seed", within=config),
     script:
         "../scripts/evaluate_model.py"
+
+
+rule compare_models:
+    input:
+        tables=collect("results/eval/{model}.tsv", model=MODELS),
+        ap=collect("results/eval/{model}/ap.parquet", model=MODELS),
+    output:
+        summary=report(
+            "results/eval/summary.tsv",
+            caption="../report/compare_models.rst",
+            category="Comparison",
+        ),
+        wilcoxon=report(
+            "results/eval/wilcoxon.tsv",
+            caption="../report/wilcoxon.rst",
+            category="Comparison",
+        ),
+    log:
+        "logs/compare_models/compare_models.log",
+    benchmark:
+        "benchmarks/compare_models/compare_models.tsv"
+    conda:
+        "../envs/profiling.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=10,
+    params:
+        models=MODELS,
+        baselines=lookup(dpath="eval/baselines", within=config),
+    script:
+        "../scripts/compare_models.py"

@@ -86,8 +86,7 @@ rule preprocess_plate:
         mem_mb=4000,
         runtime=120,
     params:
-        source=lookup(query="plate == '{plate}'", within=PLATES, cols="source"),
-        batch=lookup(query="plate == '{plate}'", within=PLATES, cols="batch"),
+        labels=get_plate_labels,
         channels=lookup(dpath="channels", within=config),
         clip_percentiles=lookup(dpath="preprocess/clip_percentiles", within=config),
         illum_from_load_data=lookup(dpath="preprocess/illum", within=config) == "load_data",

@@ -16,4 +16,5 @@ compute_illum(
     load_data=snakemake.input.load_data,
     channels=snakemake.params.channels,
     out_npy=snakemake.output.illum,
+    threads=snakemake.threads,
 )

@@ -17,4 +17,7 @@ evaluate_model(
     out_tsv=snakemake.output.table,
     null_size=snakemake.params.null_size,
     seed=snakemake.params.seed,
+    ap_out=snakemake.output.ap,
+    f1_out=snakemake.output.f1,
+    max_silhouette=snakemake.params.max_silhouette,
 )

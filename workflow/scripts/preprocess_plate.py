@@ -14,12 +14,13 @@ logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %
 
 preprocess_plate(
     load_data=snakemake.input.load_data,
-    source=snakemake.params.source,
-    batch=snakemake.params.batch,
+    source=snakemake.params.labels["source"],
+    batch=snakemake.params.labels["batch"],
     out_manifest=snakemake.output.manifest,
     out_sites=snakemake.output.sites,
     channels=snakemake.params.channels,
     clip_percentiles=tuple(snakemake.params.clip_percentiles),
     illum=snakemake.input.get("illum"),
     illum_from_load_data=snakemake.params.illum_from_load_data,
+    threads=snakemake.threads,
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 
 import torch
@@ -35,7 +36,7 @@ class DinoHead(nn.Module):
         super().__init__()
         dims = [in_dim] + [hidden_dim] * (layers - 1) + [bottleneck_dim]
         blocks: list[nn.Module] = []
-        for i, (a, b) in enumerate(zip(dims[:-1], dims[1:], strict=True)):
+        for i, (a, b) in enumerate(itertools.pairwise(dims)):
             blocks.append(nn.Linear(a, b))
             if i < layers - 1:
                 blocks.append(nn.GELU())
@@ -82,7 +83,9 @@ def dino_loss(
     return torch.stack(terms).mean()
 
 
-def teacher_stats(teacher: torch.Tensor, center: torch.Tensor, temp: float) -> dict[str, torch.Tensor]:
+def teacher_stats(
+    teacher: torch.Tensor, center: torch.Tensor, temp: float
+) -> dict[str, torch.Tensor]:
     """Collapse monitors: mean teacher entropy and KL(mean teacher distribution || uniform)."""
     probs = F.softmax((teacher - center) / temp, dim=-1)
     entropy = -(probs * torch.log(probs.clamp_min(1e-12))).sum(-1).mean()
@@ -163,7 +166,9 @@ class DinoObjective(Objective):
         ramp = min(float(self.epoch) / max(self.warmup_teacher_temp_epochs, 1e-12), 1.0)
         return self.warmup_teacher_temp + ramp * (self.teacher_temp - self.warmup_teacher_temp)
 
-    def _student(self, views: list[torch.Tensor], frozen: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    def _student(
+        self, views: list[torch.Tensor], frozen: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Head outputs of all crops (same-size crops batched) and the global-crop features."""
         groups = [views[: self.global_crops], views[self.global_crops :]]
         outputs, global_features = [], None

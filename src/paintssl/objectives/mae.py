@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from timm.models.vision_transformer import Block
 from torch import nn
@@ -85,7 +87,7 @@ class MaeObjective(Objective):
         weight_decay_end=0.05,
         betas=(0.9, 0.95),
     )
-    backbone_kwargs = {"global_pool": "avg", "fc_norm": False}
+    backbone_kwargs: ClassVar[dict[str, object]] = {"global_pool": "avg", "fc_norm": False}
     """Exported features = mean of the final-normed patch tokens (timm pools them itself)."""
 
     def __init__(

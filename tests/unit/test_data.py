@@ -1,0 +1,91 @@
+"""Training dataset over preprocessed sites, and the (seed, step) batch order."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import tifffile
+import torch
+
+from paintssl import CHANNELS
+from paintssl.augment import AugmentConfig, CropGroup, MultiCrop
+from paintssl.data import SiteViews, StepBatches, sample_seed, step_loader
+
+PLAIN = AugmentConfig(flip=False, color=False)
+
+
+def write_manifest(root: Path, n_sites: int = 3, size: int = 48) -> Path:
+    """A manifest with ``n_sites`` random uint16 5-channel sites (the preprocess contract)."""
+    rng = np.random.default_rng(0)
+    (root / "sites").mkdir(parents=True)
+    rows = []
+    for i in range(n_sites):
+        path = f"sites/s{i}.tiff"
+        tifffile.imwrite(root / path, rng.integers(0, 65535, (5, size, size), dtype=np.uint16))
+        rows.append({"path": path, "channels": ",".join(CHANNELS), "dna_otsu": 0.5})
+    manifest = root / "manifest.parquet"
+    pd.DataFrame(rows).to_parquet(manifest)
+    return manifest
+
+
+def test_views_are_normalised_after_augmentation(tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path)
+    mean, std = [0.1, 0.2, 0.3, 0.4, 0.5], [0.5, 0.4, 0.3, 0.2, 0.1]
+    data = SiteViews([manifest], MultiCrop([CropGroup(48, 1, PLAIN)]), mean, std)
+    (view,) = data[(1, 7)]
+    raw = tifffile.imread(tmp_path / "sites/s1.tiff").astype(np.float32) / 65535
+    expected = (raw - np.array(mean)[:, None, None]) / np.array(std)[:, None, None]
+    np.testing.assert_allclose(view.numpy(), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_views_depend_only_on_the_sample_seed(tmp_path: Path) -> None:
+    data = SiteViews(
+        [write_manifest(tmp_path)],
+        MultiCrop([CropGroup(16, 2, AugmentConfig())]),
+        [0.5] * 5,
+        [0.2] * 5,
+    )
+    first, again, other = data[(0, 11)], data[(0, 11)], data[(0, 12)]
+    assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
+    assert not torch.equal(first[0], other[0])
+
+
+def test_other_channel_order_is_refused(tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path)
+    with pytest.raises(ValueError, match="expected 'ER,DNA,RNA,AGP,Mito'"):
+        SiteViews(
+            [manifest], MultiCrop([]), [0.0] * 5, [1.0] * 5, ["ER", "DNA", "RNA", "AGP", "Mito"]
+        )
+
+
+def test_step_batches_cover_each_site_once_per_pass() -> None:
+    sampler = StepBatches(n_items=6, batch_size=3, seed=0, start=0, total=4)
+    keys = [key for batch in sampler for key in batch]
+    assert len(sampler) == 4
+    assert sorted(i for i, _ in keys[:6]) == list(range(6))
+    assert sorted(i for i, _ in keys[6:]) == list(range(6))
+    assert len({s for _, s in keys}) == len(keys)  # every sample gets its own seed
+
+
+def test_step_batches_resume_reproduces_the_tail() -> None:
+    full = list(StepBatches(7, 4, seed=3, start=0, total=6))
+    resumed = list(StepBatches(7, 4, seed=3, start=2, total=6))
+    assert resumed == full[2:]
+    assert full[0][0][1] == sample_seed(3, 0, 0)
+
+
+def test_ranks_split_the_global_batch() -> None:
+    whole = StepBatches(10, 4, seed=1, start=0, total=3).batch(2)
+    halves = [StepBatches(10, 4, 1, 0, 3, rank=r, world_size=2).batch(2) for r in range(2)]
+    assert halves[0] + halves[1] == whole
+    with pytest.raises(ValueError, match="not divisible"):
+        StepBatches(10, 5, 1, 0, 3, rank=0, world_size=2)
+
+
+def test_loader_collates_views_per_position(tmp_path: Path) -> None:
+    transform = MultiCrop([CropGroup(32, 2, PLAIN), CropGroup(16, 1, PLAIN)])
+    data = SiteViews([write_manifest(tmp_path)], transform, [0.5] * 5, [0.2] * 5)
+    batches = list(step_loader(data, StepBatches(len(data), 2, seed=0, start=0, total=2)))
+    assert len(batches) == 2
+    assert [tuple(v.shape) for v in batches[0]] == [(2, 5, 32, 32), (2, 5, 32, 32), (2, 5, 16, 16)]

@@ -1,0 +1,227 @@
+"""Trainer: schedules, parameter groups, kill-and-resume, metrics, and the pretrain entry point."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import tifffile
+import torch
+import yaml
+from torch.utils.data import Dataset
+
+from paintssl import CHANNELS
+from paintssl.backbones import create_backbone, load_exported
+from paintssl.curves import plot_training_curves
+from paintssl.objectives import OBJECTIVES, build_objective
+from paintssl.pretrain import pretrain
+from paintssl.train import TrainConfig, cosine_schedule, main, param_groups, resolve, train
+
+TINY = {
+    "dino": {
+        "out_dim": 8,
+        "hidden_dim": 8,
+        "bottleneck_dim": 8,
+        "local_crops": 2,
+        "local_crop_size": 16,
+    },
+    "mae": {"decoder_dim": 8, "decoder_depth": 1, "decoder_heads": 2, "crops": 2},
+    "simclr": {"proj_dim": 8, "proj_hidden_dim": 8},
+}
+
+
+class MemoryViews(Dataset):
+    """In-memory stand-in for SiteViews; raises once ``fail_after`` items were served."""
+
+    def __init__(self, transform, n: int = 6, fail_after: int | None = None, nan: bool = False):
+        self.images = torch.rand(n, 5, 40, 40, generator=torch.Generator().manual_seed(0))
+        self.transform, self.fail_after, self.nan, self.served = transform, fail_after, nan, 0
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, key: tuple[int, int]) -> list[torch.Tensor]:
+        if self.fail_after is not None and self.served >= self.fail_after:
+            raise KeyboardInterrupt("simulated kill")
+        self.served += 1
+        index, seed = key
+        image = self.images[index] * (float("nan") if self.nan else 1.0)
+        views = self.transform(image, image[0] > 0.5, torch.Generator().manual_seed(seed))
+        return [(v - 0.5) / 0.3 for v in views]
+
+
+def tiny_objective(method: str):
+    torch.manual_seed(0)
+    kwargs = OBJECTIVES[method].backbone_kwargs
+    backbone = create_backbone("vit_tiny_patch16_224", img_size=32, patch_size=8, **kwargs)
+    return build_objective(method, backbone, TINY[method])
+
+
+def test_cosine_schedule_endpoints_and_length() -> None:
+    values = cosine_schedule(1.0, 0.1, total_steps=20, warmup_steps=5)
+    assert len(values) == 20
+    assert all(type(v) is float for v in values)
+    assert values[0] == 0.0
+    assert values[5] == pytest.approx(1.0)
+    assert values[-1] == pytest.approx(0.1)
+    assert np.all(np.diff(values[:6]) > 0)
+    assert np.all(np.diff(values[5:]) < 0)
+    assert cosine_schedule(0.04, 0.4, 3) == pytest.approx([0.04, 0.22, 0.4])
+
+
+def test_resolve_scales_lr_and_converts_epochs() -> None:
+    defaults = OBJECTIVES["dino"].optim_defaults
+    hp = resolve(TrainConfig(epochs=10, batch_size=64), defaults, n_items=640)
+    assert hp.lr == pytest.approx(0.002 * 64 / 128)
+    assert hp.total_steps == 100
+    assert hp.warmup_steps == 50  # 20 warm-up epochs > 10 epochs: capped at half
+    assert (hp.weight_decay, hp.weight_decay_end, hp.clip_grad) == (0.04, 0.4, 3.0)
+    hp = resolve(TrainConfig(steps=7, lr=0.1, betas=[0.8, 0.9]), defaults, n_items=640)
+    assert (hp.total_steps, hp.lr, hp.betas) == (7, 0.1, (0.8, 0.9))
+
+
+def test_unknown_train_key_is_a_type_error() -> None:
+    with pytest.raises(TypeError, match="warmup_epoch"):
+        TrainConfig.from_dict({"warmup_epoch": 3})
+
+
+def test_param_groups_skip_decay_on_biases_norms_tokens_and_teacher() -> None:
+    objective = tiny_objective("dino")
+    decay, no_decay = param_groups(objective)
+    names = {id(p): n for n, p in objective.named_parameters()}
+    decayed = {names[id(p)] for p in decay["params"]}
+    undecayed = {names[id(p)] for p in no_decay["params"]}
+    assert "backbone.blocks.0.attn.qkv.weight" in decayed
+    assert {
+        "backbone.blocks.0.attn.qkv.bias",
+        "backbone.norm.weight",
+        "backbone.cls_token",
+    } <= undecayed
+    assert "backbone.pos_embed" in undecayed
+    assert not any(n.startswith("teacher") for n in decayed | undecayed)
+    trainable = {n for n, p in objective.named_parameters() if p.requires_grad}
+    assert decayed | undecayed == trainable
+    assert not decayed & undecayed
+
+
+@pytest.mark.parametrize("method", sorted(OBJECTIVES))
+def test_kill_and_resume_matches_uninterrupted_run(method: str, tmp_path: Path) -> None:
+    cfg = TrainConfig(steps=4, batch_size=2, ckpt_every=2, warmup_epochs=0.5, seed=5)
+    whole = tiny_objective(method)
+    train(whole, MemoryViews(whole.view_transform()), cfg, tmp_path / "a.pt", tmp_path / "a.jsonl")
+
+    killed = tiny_objective(method)
+    data = MemoryViews(killed.view_transform(), fail_after=5)  # dies inside step 3
+    with pytest.raises(KeyboardInterrupt):
+        train(killed, data, cfg, tmp_path / "b.pt", tmp_path / "b.jsonl")
+    assert torch.load(tmp_path / "b.pt", weights_only=True)["step"] == 2
+
+    resumed = tiny_objective(method)
+    train(
+        resumed, MemoryViews(resumed.view_transform()), cfg, tmp_path / "b.pt", tmp_path / "b.jsonl"
+    )
+    for (name, a), b in zip(whole.state_dict().items(), resumed.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6, msg=name)
+    steps = [json.loads(line)["step"] for line in (tmp_path / "b.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4]
+
+
+def test_metrics_log_has_required_keys(tmp_path: Path) -> None:
+    objective = tiny_objective("dino")
+    cfg = TrainConfig(steps=2, batch_size=2, warmup_epochs=0)
+    train(
+        objective,
+        MemoryViews(objective.view_transform()),
+        cfg,
+        tmp_path / "c.pt",
+        tmp_path / "m.jsonl",
+    )
+    record = json.loads((tmp_path / "m.jsonl").read_text().splitlines()[-1])
+    required = {
+        "step",
+        "epoch",
+        "loss",
+        "lr",
+        "wd",
+        "embedding_std",
+        "teacher_entropy",
+        "teacher_kl_uniform",
+    }
+    assert required <= set(record)
+    assert record["step"] == 2
+    assert record["epoch"] == pytest.approx(2 * 2 / 6)
+    plot_training_curves(tmp_path / "m.jsonl", tmp_path / "curves.png")
+    assert (tmp_path / "curves.png").stat().st_size > 0
+
+
+def test_non_finite_loss_stops_training(tmp_path: Path) -> None:
+    objective = tiny_objective("simclr")
+    data = MemoryViews(objective.view_transform(), nan=True)
+    with pytest.raises(FloatingPointError, match="at step 0"):
+        train(objective, data, TrainConfig(steps=2, batch_size=2), tmp_path / "d.pt")
+
+
+def test_changed_config_refuses_to_resume(tmp_path: Path) -> None:
+    objective = tiny_objective("simclr")
+    data = MemoryViews(objective.view_transform())
+    train(objective, data, TrainConfig(steps=1, batch_size=2), tmp_path / "e.pt")
+    with pytest.raises(ValueError, match="delete the checkpoint"):
+        train(objective, data, TrainConfig(steps=1, batch_size=2, lr=1.0), tmp_path / "e.pt")
+
+
+def write_manifest(root: Path, n_sites: int = 4, size: int = 40) -> Path:
+    """A manifest with random uint16 sites and the statistics columns of the contract."""
+    rng = np.random.default_rng(0)
+    (root / "sites").mkdir(parents=True)
+    rows = []
+    for i in range(n_sites):
+        image = rng.integers(0, 65535, (5, size, size), dtype=np.uint16)
+        tifffile.imwrite(root / f"sites/s{i}.tiff", image)
+        scaled = image / 65535
+        row = {"path": f"sites/s{i}.tiff", "channels": ",".join(CHANNELS), "dna_otsu": 0.5}
+        row |= {"height": size, "width": size}
+        row |= {f"mean_{c}": float(scaled[k].mean()) for k, c in enumerate(CHANNELS)}
+        row |= {f"std_{c}": float(scaled[k].std()) for k, c in enumerate(CHANNELS)}
+        rows.append(row)
+    pd.DataFrame(rows).to_parquet(root / "manifest.parquet")
+    return root / "manifest.parquet"
+
+
+@pytest.mark.parametrize("method", ["random", "mae"])
+def test_pretrain_exports_loadable_weights(method: str, tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path / "images")
+    model = {"method": method, "backbone": "vit_tiny_patch16_224", "img_size": 32}
+    model["backbone_kwargs"] = {"patch_size": 8}
+    if method != "random":
+        model |= {"method_params": TINY[method], "train": {"steps": 2, "batch_size": 2}}
+    weights = tmp_path / "pretrain" / "weights.pt"
+    pretrain(manifests=[manifest], weights=weights, model=model, curves=tmp_path / "c.png")
+    state = torch.load(weights, weights_only=True)
+    assert state["channels"] == list(CHANNELS)
+    exported = load_exported(weights)
+    assert exported.model(torch.randn(1, 5, 32, 32)).shape == (1, 192)
+    if method == "mae":
+        assert state["backbone_kwargs"] == {"patch_size": 8, "global_pool": "avg", "fc_norm": False}
+        assert (tmp_path / "pretrain" / "ckpt" / "last.pt").exists()
+        assert (tmp_path / "pretrain" / "metrics.jsonl").exists()
+        assert (tmp_path / "c.png").exists()
+
+
+def test_cli_runs_pretrain_from_yaml(tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path / "images")
+    model = {"method": "simclr", "backbone": "vit_tiny_patch16_224", "img_size": 32}
+    model |= {"backbone_kwargs": {"patch_size": 8}, "method_params": TINY["simclr"]}
+    model["train"] = {"steps": 1, "batch_size": 2}
+    weights = tmp_path / "out" / "weights.pt"
+    config = {"manifests": [str(manifest)], "weights": str(weights), "model": model, "seed": 1}
+    (tmp_path / "train_config.yaml").write_text(yaml.safe_dump(config))
+    main(["--config", str(tmp_path / "train_config.yaml")])
+    assert load_exported(weights).channels == CHANNELS
+
+
+def test_unknown_model_key_is_refused(tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path / "images", n_sites=1)
+    model = {"method": "random", "backbone": "vit_tiny_patch16_224", "img_size": 32, "lr": 1}
+    with pytest.raises(ValueError, match=r"unknown keys \['lr'\]"):
+        pretrain(manifests=[manifest], weights=tmp_path / "w.pt", model=model)
