@@ -19,5 +19,5 @@ include: "workflow/rules/evaluate.smk"
 rule all:
     default_target: True
     input:
-        collect("results/eval/{model}.tsv", model=MODELS),
+        collect("results/eval/{model}.tsv", model=RUN_MODELS),
         "results/eval/summary.tsv",

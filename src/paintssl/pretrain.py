@@ -108,5 +108,7 @@ def pretrain(
         backbone = objective.export_backbone()
         if curves and is_main_process():
             plot_training_curves(metrics, curves)
+    elif metrics:
+        Path(metrics).write_text("")  # nothing trained, nothing to log
     if is_main_process():
         export_weights(weights, backbone, name, img_size, channels, mean, std, kwargs)

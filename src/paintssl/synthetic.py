@@ -41,7 +41,7 @@ LATENT_NAMES: tuple[str, ...] = (
 _LATENT_GAIN = np.array(
     [0.12, 0.3, 0.12, 0.4, 0.2, 0.2, 0.2, 0.2, 0.2, 0.35, 0.35, 0.35, 0.35, 0.35, 0.3, 0.2]
 )  # log-scale change of each rendering parameter per latent unit
-_POSCON_LATENT = np.array([2.5, 1, 2, 1, 2, 0, 0, -1.5, -1, 2, 0, -2, 1, 3, -1.5, -2.5])
+_POSCON_LATENT = np.array([5, 2, 3, 2, 4, 0, 0, -3, -2, 4, 0, -4, 2, 5, -3, -5])
 DMSO_ID = "JCP2022_033924"  # the real JUMP id of DMSO
 POSCON_ID = "JCP2022_000001"
 BASE_SITE = 224  # cell density is defined per 224 x 224 pixels
@@ -591,6 +591,68 @@ def _file_name(optics: _Optics, plate: str, well: str, site: int, channel: str) 
     return f"{plate}_{well}_s{site}_w{ch}.tif"  # ImageXpress-like
 
 
+@dataclass(frozen=True)
+class _Plate:
+    """What all sites of one plate share."""
+
+    cfg: SyntheticConfig
+    name: str
+    source: str
+    batch: str
+    morph: _Morphology
+    layout: pd.DataFrame
+    optics: _Optics
+    drift: np.ndarray
+    illum: np.ndarray
+    background: np.ndarray
+    density: float
+    edge_gain: np.ndarray
+
+
+def _plate(cfg: SyntheticConfig, plate: str) -> _Plate:
+    info = _plate_row(cfg, plate)
+    optics = _optics(cfg, info["source"])
+    illum = _illumination(cfg, plate)
+    plate_rng = _rng(cfg, "plate", plate)
+    return _Plate(
+        cfg=cfg,
+        name=plate,
+        source=info["source"],
+        batch=info["batch"],
+        morph=MORPHOLOGIES[info["cell_line"]],
+        layout=_plate_layout(cfg, plate),
+        optics=optics,
+        drift=np.exp(_rng(cfg, "batch", info["batch"]).normal(0.0, cfg.batch_drift, len(CHANNELS))),
+        illum=illum,
+        background=optics.background.astype(np.float32)[:, None, None] * (0.5 + 0.5 * illum),
+        density=float(np.exp(plate_rng.normal(0.0, 0.1))),
+        edge_gain=plate_rng.uniform(0.5, 1.5, len(CHANNELS)),
+    )
+
+
+def _site(plate: _Plate, w: int, site: int) -> np.ndarray:
+    """Raw uint16 image (C, H, W) of site ``site`` of the ``w``-th well, in CHANNELS order."""
+    cfg, optics, well = plate.cfg, plate.optics, plate.layout.iloc[w]
+    pheno = _phenotype(plate.morph, well["latent"], optics.pixel_scale)
+    edge = cfg.edge_effect * well["edge"]
+    area = (cfg.site_size / BASE_SITE) ** 2 / optics.pixel_scale**2
+    n_expected = cfg.cells_per_site * plate.morph.density * area * pheno.count_factor
+    n_expected *= plate.density * (1.0 - edge)
+    gain = plate.drift * (1.0 + edge * plate.edge_gain)
+    rng = _rng(cfg, "site", plate.name, w, site)
+    objects = _render_cells(pheno, n_expected, cfg.cell_variability, cfg.site_size, rng)
+    return _acquire(objects, optics, gain, plate.illum, plate.background, rng)
+
+
+def render_site(cfg: SyntheticConfig, plate: str, well: str, site: int) -> np.ndarray:
+    """Raw uint16 image (C, H, W) of one site in ``CHANNELS`` order, as render_plate saves it."""
+    context = _plate(cfg, plate)
+    wells = context.layout["well"].tolist()
+    if well not in wells or not 1 <= site <= cfg.sites_per_well:
+        raise ValueError(f"no site {site} of well {well!r} on synthetic plate {plate!r}")
+    return _site(context, wells.index(well), site)
+
+
 def render_plate(
     cfg: SyntheticConfig, plate: str, load_data_out: str | Path, images_dir: str | Path
 ) -> None:
@@ -599,42 +661,23 @@ def render_plate(
     ``PathName_Orig<Ch>`` is written relative to the CSV's folder, and the channel columns
     and channel numbers in file names follow the source's own channel order.
     """
-    info = _plate_row(cfg, plate)
-    layout = _plate_layout(cfg, plate)
-    optics = _optics(cfg, info["source"])
-    morph = MORPHOLOGIES[info["cell_line"]]
-    drift = np.exp(_rng(cfg, "batch", info["batch"]).normal(0.0, cfg.batch_drift, len(CHANNELS)))
-    illum = _illumination(cfg, plate)
-    background = optics.background.astype(np.float32)[:, None, None] * (0.5 + 0.5 * illum)
-    plate_rng = _rng(cfg, "plate", plate)
-    density = np.exp(plate_rng.normal(0.0, 0.1))
-    edge_gain = plate_rng.uniform(0.5, 1.5, len(CHANNELS))
-    area = (cfg.site_size / BASE_SITE) ** 2 / optics.pixel_scale**2
+    context = _plate(cfg, plate)
+    order = context.optics.channel_order
     images_dir, load_data_out = Path(images_dir), Path(load_data_out)
     images_dir.mkdir(parents=True, exist_ok=True)
     load_data_out.parent.mkdir(parents=True, exist_ok=True)
-    rel = Path(os.path.relpath(images_dir, load_data_out.parent)).as_posix()
+    folder = Path(os.path.relpath(images_dir, load_data_out.parent)).as_posix()
     rows = []
-    for w, well in enumerate(layout.itertuples()):
-        pheno = _phenotype(morph, well.latent, optics.pixel_scale)
-        edge = cfg.edge_effect * well.edge
-        n_expected = cfg.cells_per_site * morph.density * area * pheno.count_factor
-        n_expected *= density * (1.0 - edge)
-        gain = drift * (1.0 + edge * edge_gain)
+    for w, well in enumerate(context.layout["well"]):
         for site in range(1, cfg.sites_per_well + 1):
-            rng = _rng(cfg, "site", plate, w, site)
-            objects = _render_cells(pheno, n_expected, cfg.cell_variability, cfg.site_size, rng)
-            raw = _acquire(objects, optics, gain, illum, background, rng)
-            row = {
-                "Metadata_Source": info["source"],
-                "Metadata_Batch": info["batch"],
-                "Metadata_Plate": plate,
-                "Metadata_Well": well.well,
-                "Metadata_Site": site,
-            }
-            for channel in optics.channel_order:
-                name = _file_name(optics, plate, well.well, site, channel)
+            raw = _site(context, w, site)
+            names = {ch: _file_name(context.optics, plate, well, site, ch) for ch in order}
+            for channel, name in names.items():
                 tifffile.imwrite(images_dir / name, raw[CHANNELS.index(channel)])
-                row[f"FileName_Orig{channel}"] = name
-            rows.append(row | {f"PathName_Orig{ch}": rel for ch in optics.channel_order})
+            rows.append(
+                {"Metadata_Source": context.source, "Metadata_Batch": context.batch,
+                 "Metadata_Plate": plate, "Metadata_Well": well, "Metadata_Site": site}
+                | {f"FileName_Orig{ch}": names[ch] for ch in order}
+                | {f"PathName_Orig{ch}": folder for ch in order}
+            )  # fmt: skip
     pd.DataFrame(rows).to_csv(load_data_out, index=False)

@@ -17,6 +17,10 @@ PLATES = PLATES.set_index("plate", drop=False).sort_index()
 validate(PLATES, schema="../schemas/plates.schema.yaml")
 
 MODELS = sorted(config["models"])
+RUN_MODELS = sorted(config["run_models"] or MODELS)
+unknown_models = set(RUN_MODELS) - set(MODELS)
+if unknown_models:
+    raise ValueError(f"run_models names {sorted(unknown_models)}, not entries of `models`")
 SHARDS = [f"{i:03d}" for i in range(config["embed"]["n_shards"])]
 LEVELS = ["batch", "source", "consensus"]
 

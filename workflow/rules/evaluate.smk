@@ -30,8 +30,8 @@ rule evaluate_model:
 
 rule compare_models:
     input:
-        tables=collect("results/eval/{model}.tsv", model=MODELS),
-        ap=collect("results/eval/{model}/ap.parquet", model=MODELS),
+        tables=collect("results/eval/{model}.tsv", model=RUN_MODELS),
+        ap=collect("results/eval/{model}/ap.parquet", model=RUN_MODELS),
     output:
         summary=report(
             "results/eval/summary.tsv",
@@ -53,7 +53,7 @@ rule compare_models:
         mem_mb=4000,
         runtime=10,
     params:
-        models=MODELS,
+        models=RUN_MODELS,
         baselines=lookup(dpath="eval/baselines", within=config),
     script:
         "../scripts/compare_models.py"

@@ -3,6 +3,7 @@ rule pretrain:
         manifests=collect("results/images/{plate}/manifest.parquet", plate=TRAIN_PLATES),
     output:
         weights=protected("results/pretrain/{model}/weights.pt"),
+        metrics="results/pretrain/{model}/metrics.jsonl",
     log:
         "logs/pretrain/{model}.log",
     benchmark:
@@ -18,5 +19,6 @@ rule pretrain:
         model=get_model,
         channels=lookup(dpath="channels", within=config),
         seed=lookup(dpath="seed", within=config),
+        ckpt="results/pretrain/{model}/ckpt/last.pt",
     script:
         "../scripts/pretrain.py"

@@ -4,6 +4,7 @@ import logging
 import sys
 from typing import TYPE_CHECKING
 
+from paintssl.backbones import resolve_device
 from paintssl.pretrain import pretrain
 
 if TYPE_CHECKING:  # editor/type-checker stub; Snakemake injects the real object
@@ -18,4 +19,8 @@ pretrain(
     model=snakemake.params.model,
     channels=snakemake.params.channels,
     seed=snakemake.params.seed,
+    metrics=snakemake.output.metrics,
+    ckpt=snakemake.params.ckpt,
+    device=resolve_device(snakemake.resources.gpu),
+    num_workers=snakemake.threads - 1,
 )
