@@ -8,12 +8,16 @@ min_version("9.19")
 configfile: "config/config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/preprocess.smk"
 include: "workflow/rules/pretrain.smk"
 include: "workflow/rules/embed.smk"
 include: "workflow/rules/profiles.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/figures.smk"
 
 
 rule all:
@@ -21,3 +25,4 @@ rule all:
     input:
         collect("results/eval/{model}.tsv", model=RUN_MODELS),
         "results/eval/summary.tsv",
+        FIGURES,

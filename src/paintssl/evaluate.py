@@ -15,13 +15,20 @@ variant             ``observed``; ``random_features`` (Gaussian noise of the sam
 value               the metric (mAP: mean over groups of the per-group mAP)
 n_queries           profiles that served as queries (or were scored)
 n_groups            groups averaged (perturbations, targets, families, batches), else NA
-p_value             mAP: ``value`` against copairs' random-AP null (``null_size`` draws)
-fraction_retrieved  mAP: share of groups with BH-corrected copairs p < 0.05
+p_value             mAP: ``value`` against random APs (copairs' null, ``null_size`` draws;
+                    ``metrics_map.summary_p_value``)
+fraction_retrieved  mAP: share of groups with BH-corrected p < 0.05 (copairs' per-group test)
 note                why a value is NaN, or what it was computed on
 ==================  =======================================================================
 
 Controls (``Metadata_pert_type`` negcon/poscon) are left out of every retrieval metric, so
-negative controls are never queries (the paper's protocol).
+negative controls are never queries (the paper's protocol). The optional F1 table scores
+the same (query, label) pairs as the mAP tasks: for targets, one pair per target of a query.
+
+Speed: AP is computed by ``metrics_map`` (equal to copairs' AP, much faster); the well-level
+metrics share one neighbour search per feature matrix (``metrics_knn``); silhouette, which
+is quadratic, is scored on at most ``max_silhouette`` wells. ``benchmarks/bench_eval.py``
+times every step on 100,000 planted wells.
 """
 
 from __future__ import annotations
@@ -36,8 +43,16 @@ import pandas as pd
 
 from paintssl.metrics_batch import LISI_KS, effect_metrics, gaussian_clusters
 from paintssl.metrics_family import cluster_families
-from paintssl.metrics_knn import F1_KS, f1_at_k, knn_graph, nearest_match_accuracy
-from paintssl.metrics_map import average_precision, summarize_map
+from paintssl.metrics_knn import Neighbours, nearest_match_accuracy, neighbour_search
+from paintssl.metrics_map import (
+    F1_KS,
+    Ranking,
+    ap_table,
+    f1_at_k,
+    labeling,
+    rank_positives,
+    summarize_map,
+)
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +73,13 @@ TABLE_COLUMNS = [
 ]
 F1_COLUMNS = ["metric", "level", "setting", "variant", "k", "value", "n_queries"]
 EFFECT_LABELS = {"batch": "Metadata_Batch", "source": "Metadata_Source"}
+VARIANTS = ("observed", "random_features", "shuffled_labels")
+NEIGHBOURS = max(LISI_KS)  # one kNN search per feature matrix serves LISI, connectivity, NSB
+NN_TASKS: dict[str, tuple[str, list[str], bool]] = {  # label, exclude same, multilabel
+    "nsb_accuracy": (PERTURBATION, ["Metadata_Batch"], False),
+    "nsbp_target_accuracy": ("Metadata_target", ["Metadata_Batch", PERTURBATION], True),
+    "nsbp_gene_family_accuracy": ("Metadata_gene_family", ["Metadata_Batch", PERTURBATION], False),
+}
 
 
 @dataclass(frozen=True)
@@ -101,13 +123,13 @@ def treatments(df: pd.DataFrame) -> pd.DataFrame:
     return df[df["Metadata_pert_type"] == TREATMENT].reset_index(drop=True)
 
 
-def variants(
-    meta: pd.DataFrame, feats: np.ndarray, rng: np.random.Generator
-) -> Iterator[tuple[str, pd.DataFrame, np.ndarray]]:
-    """The observed data, then random features and shuffled labels of the same shape."""
-    yield "observed", meta, feats
-    yield "random_features", meta, rng.standard_normal(feats.shape)
-    yield "shuffled_labels", meta.iloc[rng.permutation(len(meta))].reset_index(drop=True), feats
+def chance_inputs(
+    meta: pd.DataFrame, feats: np.ndarray, seed: int
+) -> tuple[np.ndarray, pd.DataFrame]:
+    """Random features of the same shape, and the metadata shuffled against the features."""
+    rng = np.random.default_rng(seed)
+    noise = rng.standard_normal(feats.shape)
+    return noise, meta.iloc[rng.permutation(len(meta))].reset_index(drop=True)
 
 
 def by_setting(df: pd.DataFrame) -> Iterator[tuple[str, pd.DataFrame]]:
@@ -127,48 +149,55 @@ def row(metric: str, level: str, setting: str, variant: str, **values: object) -
 def map_task_rows(
     metric: str, task: MapTask, profiles: pd.DataFrame, null_size: int, seed: int
 ) -> tuple[list[dict], list[dict], pd.DataFrame]:
-    """mAP rows and F1-at-k rows (all settings and variants), observed per-query AP."""
+    """mAP rows and F1-at-k rows (all settings and variants), observed per-query AP.
+
+    The observed and shuffled labels share one similarity pass over the observed features.
+    """
     rows, f1_rows, observed_ap = [], [], []
-    needed = [task.sameby, *task.pos_diffby]
-    missing = sorted(set(needed) - set(profiles.columns))
+    missing = sorted({task.sameby, *task.pos_diffby} - set(profiles.columns))
+    multilabel_col = task.sameby if task.multilabel else None
     for setting, part in by_setting(treatments(profiles)):
-        meta, feats = split_profiles(part)
-        rng = np.random.default_rng(seed)
-        for variant, var_meta, var_feats in variants(meta, feats, rng):
-            if missing:
-                note = f"no column(s) {missing}"
-                rows.append(row(metric, task.level, setting, variant, n_queries=0, note=note))
-                continue
-            multilabel_col = task.sameby if task.multilabel else None
-            ap = average_precision(
-                var_meta, var_feats, [task.sameby], task.pos_diffby, multilabel_col
+        if missing:
+            note = f"no column(s) {missing}"
+            rows.extend(
+                row(metric, task.level, setting, v, n_queries=0, note=note) for v in VARIANTS
             )
+            continue
+        log.info("%s: ranking on %s profiles", metric, task.level)
+        meta, feats = split_profiles(part)
+        noise, shuffled = chance_inputs(meta, feats, seed)
+        labelings = [
+            labeling(m, [task.sameby], task.pos_diffby, multilabel_col) for m in (meta, shuffled)
+        ]
+        observed, shuffled_ranking = rank_positives(feats, labelings)
+        (random,) = rank_positives(noise, labelings[:1])
+        runs = {
+            "observed": (meta, labelings[0], observed),
+            "random_features": (meta, labelings[0], random),
+            "shuffled_labels": (shuffled, labelings[1], shuffled_ranking),
+        }
+        log.info("%s: null, p-values and F1", metric)
+        for variant, (var_meta, lab, ranking) in runs.items():
+            ap = ap_table(var_meta, lab, ranking, multilabel_col)
             summary, _ = summarize_map(ap, task.sameby, null_size, seed)
             note = "" if len(ap) else f"no query with a positive pair (same {task.sameby})"
             rows.append(row(metric, task.level, setting, variant, **asdict(summary), note=note))
-            f1_rows.extend(task_f1_rows(metric, task, setting, variant, var_meta, var_feats))
+            f1_rows.extend(task_f1_rows(metric, task, setting, variant, ranking))
             if variant == "observed" and len(ap):
                 observed_ap.append(ap.assign(metric=metric, level=task.level, setting=setting))
-    ap_table = pd.concat(observed_ap, ignore_index=True) if observed_ap else pd.DataFrame()
-    return rows, f1_rows, ap_table
+    ap_table_all = pd.concat(observed_ap, ignore_index=True) if observed_ap else pd.DataFrame()
+    return rows, f1_rows, ap_table_all
 
 
 def task_f1_rows(
-    metric: str, task: MapTask, setting: str, variant: str, meta: pd.DataFrame, feats: np.ndarray
+    metric: str, task: MapTask, setting: str, variant: str, ranking: Ranking
 ) -> list[dict]:
-    """F1 at k = 1..49 (step 2) for the same positives and negatives as the mAP task."""
-    keep = meta[task.sameby].notna().to_numpy()
-    f1, n_queries = f1_at_k(
-        feats[keep],
-        meta.loc[keep, task.sameby],
-        [meta.loc[keep, c] for c in task.pos_diffby],
-        multilabel=task.multilabel,
-    )
+    """F1 at k = 1..49 (step 2) for the positives and negatives of the mAP task."""
     name = metric.removesuffix("_map")
     return [
         {"metric": f"f1_{name}", "level": task.level, "setting": setting, "variant": variant,
-         "k": k, "value": v, "n_queries": n_queries}
-        for k, v in zip(F1_KS, f1, strict=True)
+         "k": k, "value": v, "n_queries": len(ranking.n_pos)}
+        for k, v in zip(F1_KS, f1_at_k(ranking), strict=True)
     ]  # fmt: skip
 
 
@@ -180,79 +209,124 @@ def per_query_ap_table(ap: pd.DataFrame, task: MapTask) -> pd.DataFrame:
     return ap[cols].assign(group=group, n_total_pairs=ap["n_total_pairs"])
 
 
-def nearest_neighbour_rows(wells: pd.DataFrame, seed: int) -> list[dict]:
-    """NSB accuracy (label: perturbation) and NSBP accuracy (labels: target, gene family)."""
-    other_batch_and_perturbation = ["Metadata_Batch", PERTURBATION]
-    tasks = {
-        "nsb_accuracy": (PERTURBATION, ["Metadata_Batch"], False),
-        "nsbp_target_accuracy": ("Metadata_target", other_batch_and_perturbation, True),
-        "nsbp_gene_family_accuracy": ("Metadata_gene_family", other_batch_and_perturbation, False),
-    }
+def well_rows(wells: pd.DataFrame, seed: int, max_silhouette: int | None) -> list[dict]:
+    """NSB/NSBP accuracies and batch/source effects per cell line.
+
+    One neighbour search per feature matrix (observed, random features) serves both.
+    """
     rows = []
-    for setting, part in by_setting(treatments(wells)):
+    for setting, part in by_setting(wells):
         meta, feats = split_profiles(part)
-        for variant, var_meta, var_feats in variants(meta, feats, np.random.default_rng(seed)):
-            for metric, (label, exclude, multilabel) in tasks.items():
-                missing = sorted({label, *exclude} - set(var_meta.columns))
-                if missing:
-                    note = f"no column(s) {missing}"
-                    rows.append(row(metric, "well", setting, variant, n_queries=0, note=note))
-                    continue
-                keep = var_meta[label].notna().to_numpy()
-                accuracy, n_queries = nearest_match_accuracy(
-                    var_feats[keep],
-                    var_meta.loc[keep, label],
-                    [var_meta.loc[keep, c] for c in exclude],
-                    multilabel,
-                )
-                note = "" if n_queries else "no well has a candidate neighbour"
-                values = {"value": accuracy, "n_queries": n_queries, "note": note}
-                rows.append(row(metric, "well", setting, variant, **values))
+        noise = np.random.default_rng(seed).standard_normal(feats.shape)
+        log.info("neighbour search on well profiles (observed and random features)")
+        features = {"observed": feats, "random_features": noise}
+        graphs = {name: neighbour_search(x, NEIGHBOURS) for name, x in features.items()}
+        log.info("nearest-neighbour accuracies on well profiles")
+        rows.extend(nearest_neighbour_rows(setting, meta, graphs, seed))
+        rows.extend(effect_rows(setting, meta, features, graphs, seed, max_silhouette))
     return rows
 
 
-def effect_variants(
-    meta: pd.DataFrame, feats: np.ndarray, label: str, seed: int
-) -> Iterator[tuple[str, np.ndarray, pd.Series]]:
-    """Features and labels for the batch-effect metrics and their four baselines."""
+def nearest_neighbour_rows(
+    setting: str, meta: pd.DataFrame, graphs: Mapping[str, Neighbours], seed: int
+) -> list[dict]:
+    """NSB accuracy (label: perturbation), NSBP accuracy (labels: target, gene family).
+
+    Queries and candidates are treatments with the label; shuffled labels permute the
+    treatments' metadata against their features.
+    """
+    is_trt = (meta["Metadata_pert_type"] == TREATMENT).to_numpy()
+    order = np.arange(len(meta))
+    order[is_trt] = np.random.default_rng(seed).permutation(order[is_trt])
+    shuffled = meta.iloc[order].reset_index(drop=True)
+    runs = {
+        "observed": (meta, graphs["observed"]),
+        "random_features": (meta, graphs["random_features"]),
+        "shuffled_labels": (shuffled, graphs["observed"]),
+    }
+    rows = []
+    for variant, (var_meta, graph) in runs.items():
+        for metric, (label, exclude, multilabel) in NN_TASKS.items():
+            missing = sorted({label, *exclude} - set(var_meta.columns))
+            if missing:
+                note = f"no column(s) {missing}"
+                rows.append(row(metric, "well", setting, variant, n_queries=0, note=note))
+                continue
+            pool = is_trt & var_meta[label].notna().to_numpy()
+            excluded = [var_meta[c] for c in exclude]
+            accuracy, n_queries = nearest_match_accuracy(
+                graph, var_meta[label], excluded, pool, multilabel
+            )
+            note = "" if n_queries else "no well has a candidate neighbour"
+            values = {"value": accuracy, "n_queries": n_queries, "note": note}
+            rows.append(row(metric, "well", setting, variant, **values))
+    return rows
+
+
+def effect_runs(
+    features: Mapping[str, np.ndarray],
+    graphs: Mapping[str, Neighbours],
+    labels: Mapping[str, pd.Series],
+    seed: int,
+) -> Iterator[tuple[np.ndarray, Neighbours, list[tuple[str, str, pd.Series]]]]:
+    """(features, their kNN graph, [(label name, variant, labels)]) for the effect metrics.
+
+    Baselines: random features, shuffled labels, Gaussian clusters per label (perfect
+    separation) and the clusters with shuffled labels (perfect mixing).
+    """
     rng = np.random.default_rng(seed)
-    labels = meta[label].astype("string").fillna("<NA>").reset_index(drop=True)
-    shuffled = pd.Series(rng.permutation(labels.to_numpy()))
-    clusters = gaussian_clusters(labels, feats.shape[1], seed)
-    yield "observed", feats, labels
-    yield "random_features", rng.standard_normal(feats.shape), labels
-    yield "shuffled_labels", feats, shuffled
-    yield "gaussian_clusters", clusters, labels
-    yield "random_labels", clusters, shuffled
+    shuffled = {name: pd.Series(rng.permutation(x.to_numpy())) for name, x in labels.items()}
+    yield (
+        features["observed"],
+        graphs["observed"],
+        [(n, "observed", x) for n, x in labels.items()]
+        + [(n, "shuffled_labels", x) for n, x in shuffled.items()],
+    )
+    yield (
+        features["random_features"],
+        graphs["random_features"],
+        [(n, "random_features", x) for n, x in labels.items()],
+    )
+    for name, x in labels.items():
+        log.info("neighbour search on Gaussian-cluster baselines")
+        clusters = gaussian_clusters(x, features["observed"].shape[1], seed)
+        runs = [(name, "gaussian_clusters", x), (name, "random_labels", shuffled[name])]
+        graph = neighbour_search(clusters, NEIGHBOURS, groups=pd.factorize(x)[0])
+        yield clusters, graph, runs
 
 
-def effect_rows(wells: pd.DataFrame, seed: int, max_silhouette: int | None) -> list[dict]:
+def effect_rows(
+    setting: str,
+    meta: pd.DataFrame,
+    features: Mapping[str, np.ndarray],
+    graphs: Mapping[str, Neighbours],
+    seed: int,
+    max_silhouette: int | None,
+) -> list[dict]:
     """Silhouette, graph connectivity and LISI for batch and source, with baselines.
 
-    All wells (controls included) are scored, per cell line.
+    All wells (controls included) are scored.
     """
-    rows, graphs = [], {}
-    for setting, part in by_setting(wells):
-        meta, feats = split_profiles(part)
-        for name, label in EFFECT_LABELS.items():
-            if label not in meta:
-                rows.append(row(f"{name}_lisi", "well", setting, "observed", note=f"no {label}"))
-                continue
-            for variant, var_feats, labels in effect_variants(meta, feats, label, seed):
-                key = id(var_feats)  # the same matrix shares one kNN graph
-                if key not in graphs:
-                    graphs[key] = (var_feats, *knn_graph(var_feats, max(LISI_KS)))
-                _, neighbours, distances = graphs[key]
-                values = effect_metrics(
-                    var_feats, neighbours, distances, labels, max_silhouette, seed
-                )
-                n_groups = labels.nunique()
-                rows.extend(
-                    row(f"{name}_{metric}", "well", setting, variant, value=value,
-                        n_queries=len(labels), n_groups=n_groups)
-                    for metric, value in values
-                )  # fmt: skip
-        graphs.clear()
+    rows, labels = [], {}
+    for name, col in EFFECT_LABELS.items():
+        if col in meta:
+            labels[name] = meta[col].astype("string").fillna("<NA>").reset_index(drop=True)
+        else:
+            rows.append(row(f"{name}_lisi", "well", setting, "observed", note=f"no {col}"))
+    if not labels:
+        return rows
+    for feats, graph, runs in effect_runs(features, graphs, labels, seed):
+        log.info("batch and source effects on well profiles")
+        label_sets = [x for *_, x in runs]
+        values = effect_metrics(
+            feats, graph.index, graph.distances(), label_sets, max_silhouette, seed
+        )
+        for (name, variant, x), metrics in zip(runs, values, strict=True):
+            rows.extend(
+                row(f"{name}_{metric}", "well", setting, variant, value=value,
+                    n_queries=len(x), n_groups=x.nunique())
+                for metric, value in metrics
+            )  # fmt: skip
     return rows
 
 
@@ -308,19 +382,16 @@ def evaluate_model(
             note = f"no {task.level}-level profiles given"
             rows.append(row(metric, task.level, "all", "observed", note=note))
             continue
-        log.info("%s on %s profiles", metric, task.level)
         task_rows, task_f1, ap = map_task_rows(metric, task, tables[task.level], null_size, seed)
         rows.extend(task_rows)
         f1_rows.extend(task_f1)
         if len(ap):
             ap_tables.append(per_query_ap_table(ap, task))
     if "consensus" in tables:
+        log.info("gene-family clustering on consensus profiles")
         rows.extend(family_rows(tables["consensus"]))
     if "well" in tables:
-        log.info("nearest-neighbour accuracies on well profiles")
-        rows.extend(nearest_neighbour_rows(tables["well"], seed))
-        log.info("batch and source effects on well profiles")
-        rows.extend(effect_rows(tables["well"], seed, max_silhouette))
+        rows.extend(well_rows(tables["well"], seed, max_silhouette))
     else:
         rows.append(row("nsb_accuracy", "well", "all", "observed", note="no well-level profiles"))
     write_table(pd.DataFrame(rows, columns=TABLE_COLUMNS), out_tsv)

@@ -64,8 +64,8 @@ def top_labels(labels: pd.Series, top: int = TOP_CATEGORIES, multilabel: bool = 
     broken by name; missing labels are ``other``.
     """
     items = labels.map(
-        lambda s: [] if pd.isna(s) else [x.strip() for x in str(s).split(MULTILABEL_SEP)]
-        if multilabel else [str(s)]
+        lambda s: [] if pd.isna(s) else [x.strip() for x in str(s).split(MULTILABEL_SEP)
+                                         if x.strip()] if multilabel else [str(s)]
     )  # fmt: skip
     counts = items.explode().dropna().value_counts()
     ranked = sorted(counts.index, key=lambda name: (-counts[name], name))[:top]
@@ -118,12 +118,13 @@ def scatter_categories(ax: Axes, coords: np.ndarray, labels: pd.Series, title: s
     """Coloured top categories over grey ``other`` points, legend outside the panel."""
     size = marker_size(len(coords))
     is_other = (labels == OTHER).to_numpy()
-    ax.scatter(*coords[is_other].T, s=size, c=GREY, label=OTHER, linewidths=0)
-    names = [n for n in labels.value_counts().index if n != OTHER]
-    colours = plt.get_cmap("tab20")(np.linspace(0, 1, 20))
-    for i, name in enumerate(sorted(names)):
+    if is_other.any():
+        ax.scatter(*coords[is_other].T, s=size, c=GREY, label=OTHER, linewidths=0)
+    names = sorted(set(labels) - {OTHER})
+    colours = plt.get_cmap("tab10" if len(names) <= 10 else "tab20").colors
+    for colour, name in zip(colours, names, strict=False):
         keep = (labels == name).to_numpy()
-        ax.scatter(*coords[keep].T, s=size, color=colours[i % 20], label=name, linewidths=0)
+        ax.scatter(*coords[keep].T, s=size, color=colour, label=name, linewidths=0)
     ax.legend(
         loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=6, markerscale=8 / np.sqrt(size),
         frameon=False, title=title, title_fontsize=7,
@@ -194,6 +195,12 @@ def headline(values: pd.Series) -> str:
     return f"{best}, +{ranked.iloc[0] - ranked.iloc[1]:.3f} over {ranked.index[1]}"
 
 
+def model_colours(models: pd.Series | pd.Index) -> dict[str, tuple]:
+    """A tab10 colour per model name (sorted), cycling past ten models."""
+    palette = plt.get_cmap("tab10").colors
+    return {m: palette[i % len(palette)] for i, m in enumerate(sorted(set(models)))}
+
+
 def metric_values(table: pd.DataFrame, metric: str, variant: str) -> pd.DataFrame:
     """``value`` per model x setting for one metric and variant."""
     rows = table[(table["metric"] == metric) & (table["variant"] == variant)]
@@ -209,17 +216,20 @@ def retrieval_panel(ax: Axes, table: pd.DataFrame, x_metric: str, y_metric: str)
     if points.empty:
         no_data(ax, f"no observed {x_metric} and {y_metric} values")
         return
-    markers = dict(zip(points.index.unique("setting"), "osD^vP*X", strict=False))
+    markers = dict(zip(sorted(points.index.unique("setting")), "osD^vP*X", strict=False))
+    colours = model_colours(points.index.get_level_values("model"))
     for (model, setting), (px, py) in points.iterrows():
-        ax.scatter(px, py, marker=markers.get(setting, "o"), s=40, label=setting)
-        ax.annotate(model, (px, py), fontsize=7, xytext=(3, 3), textcoords="offset points")
-    for metric, line in ((x_metric, ax.axvline), (y_metric, ax.axhline)):
+        ax.scatter(px, py, marker=markers.get(setting, "o"), s=40, color=colours.get(model, "k"))
+        ax.annotate(model, (px, py), fontsize=7, xytext=(4, 4), textcoords="offset points")
+    for setting, marker in markers.items():
+        ax.scatter([], [], marker=marker, color="k", label=setting)
+    label = "chance (random features)"
+    for metric, line in ((y_metric, ax.axhline), (x_metric, ax.axvline)):
         chance = metric_values(table, metric, CHANCE).stack().mean()
         if np.isfinite(chance):
-            line(chance, color="grey", ls="--", lw=1, label="chance (random features)")
-    handles, labels = ax.get_legend_handles_labels()
-    unique = dict(zip(labels, handles, strict=True))
-    ax.legend(unique.values(), unique.keys(), fontsize=7, frameon=False)
+            line(chance, color="grey", ls="--", lw=1, label=label)
+            label = None
+    ax.legend(fontsize=7, frameon=False)
     ax.set_title(f"{y_metric}: {headline(y.mean(axis=1))}", fontsize=9)
 
 
@@ -247,7 +257,7 @@ def f1_panel(ax: Axes, table: pd.DataFrame, metric: str) -> None:
         no_data(ax, f"no observed {metric} values")
         return
     styles = dict(zip(sorted(observed["setting"].unique()), ["-", "--", ":", "-."], strict=False))
-    colours = dict(zip(sorted(observed["model"].unique()), plt.get_cmap("tab10").colors, strict=False))
+    colours = model_colours(observed["model"])
     for (model, setting), curve in observed.groupby(["model", "setting"]):
         ax.plot(curve["k"], curve["value"], color=colours[model], ls=styles.get(setting, "-"),
                 label=f"{model} {setting}")  # fmt: skip

@@ -67,7 +67,33 @@ MORPHOLOGIES: dict[str, _Morphology] = {
 
 @dataclass(frozen=True)
 class SyntheticConfig:
-    """Layout, biology and technical effects of the synthetic dataset (all keys optional)."""
+    """Layout, biology and technical effects of the synthetic dataset (all keys optional).
+
+    Attributes
+    ----------
+    seed : everything (layout, phenotypes, pixels) derives from it and the plate names.
+    cell_lines : names from ``MORPHOLOGIES`` (U2OS: large, flat, elongated; A549: small, round).
+    sources_per_cell_line, batches_per_source, plates_per_batch : plate hierarchy; sources
+        are ``source_1 ...``, numbered across cell lines.
+    plate_format : 96 or 384 wells; wells not used by treatments and poscons hold DMSO.
+    sites_per_well, site_size : fields of view per well and their side in pixels (JUMP: 1080);
+        cell density per pixel is the same at every size.
+    n_targets, compounds_per_target : single-target compounds, grouped by target.
+    n_dual_target_compounds : extra compounds whose phenotype mixes two targets.
+    n_gene_families, genes_per_family : ORF genes, grouped by family.
+    n_negcon_wells, n_poscon_wells : DMSO (at least) and positive-control wells per plate.
+    cells_per_site : expected cells per 224 x 224 pixels, times the cell line's density.
+    target_effect, compound_effect, family_effect, gene_effect : standard deviation (latent
+        units per dimension) of the shared target/family phenotype and the per-compound/gene part.
+    cell_line_specificity : weight of the cell-line-specific part of every phenotype.
+    poscon_effect : scale of the fixed positive-control phenotype.
+    well_noise : biological well-to-well latent noise (part of the ground truth).
+    cell_variability : scale of cell-to-cell variation around the well phenotype.
+    optics_strength : spread of blur and pixel size between sources.
+    batch_drift : log-sd of the per-batch, per-channel intensity drift.
+    illumination_strength : depth of the per-plate vignetting field.
+    edge_effect : intensity gain and cell loss in outer wells (0.4 of it in the second ring).
+    """
 
     seed: int = 0
     cell_lines: tuple[str, ...] = ("U2OS", "A549")
@@ -434,23 +460,19 @@ def _place_cells(rng: np.random.Generator, n: int, size: int, min_dist: float) -
     return centres[:k]
 
 
-def _to_image(u: np.ndarray, v: np.ndarray, a: np.ndarray, b: np.ndarray, theta: np.ndarray):
-    """Map normalised ellipse coordinates to pixel offsets (dy, dx)."""
-    x, y = u * a, v * b
-    return x * np.sin(theta) + y * np.cos(theta), x * np.cos(theta) - y * np.sin(theta)
-
-
 def _shape_distance(
-    dy: np.ndarray, dx: np.ndarray, a: float, b: float, theta: float,
-    harmonics: tuple[complex, ...] = (),
-) -> np.ndarray:  # fmt: skip
-    """Normalised distance to an irregular ellipse's centre: < 1 inside, 1 on the outline.
+    yy: np.ndarray, xx: np.ndarray, shapes: _Ellipses, i: int, harmonics: tuple[complex, ...] = ()
+) -> np.ndarray:
+    """Normalised distance from ellipse ``i``'s centre: < 1 inside, 1 on its outline.
 
-    ``harmonics`` are complex amplitudes of outline harmonics 2, 3, 4, ... (shape irregularity).
+    ``harmonics`` are complex amplitudes of outline harmonics 2, 3, 4, ... (irregular shapes).
     """
+    cy, cx = shapes.centre[i].tolist()
+    theta = float(shapes.theta[i])
     c, s = math.cos(theta), math.sin(theta)
-    u = (dx * c + dy * s) / a
-    v = (dy * c - dx * s) / b
+    dy, dx = yy - cy, xx - cx
+    u = (dx * c + dy * s) * (1.0 / float(shapes.a[i]))
+    v = (dy * c - dx * s) * (1.0 / float(shapes.b[i]))
     rho = np.hypot(u, v)
     if not harmonics:
         return rho
@@ -481,6 +503,23 @@ def _textures(rng: np.random.Generator, size: int) -> np.ndarray:
     return noise
 
 
+@dataclass(frozen=True)
+class _Ellipses:
+    """Centres (n, 2) as (y, x), semi-axes ``a``, ``b`` and angles ``theta`` of n ellipses."""
+
+    centre: np.ndarray
+    a: np.ndarray
+    b: np.ndarray
+    theta: np.ndarray
+
+    def to_image(self, owner: np.ndarray, rho: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+        """Pixel (y, x) of polar points (``rho`` in outline units) in ellipses ``owner``."""
+        x = rho * np.cos(alpha) * self.a[owner]
+        y = rho * np.sin(alpha) * self.b[owner]
+        c, s = np.cos(self.theta[owner]), np.sin(self.theta[owner])
+        return self.centre[owner] + np.stack([x * s + y * c, x * c - y * s], axis=1)
+
+
 def _render_cells(
     pheno: _Phenotype, n_expected: float, cell_variability: float, size: int,
     rng: np.random.Generator,
@@ -495,19 +534,20 @@ def _render_cells(
     cv = cell_variability
     g2 = rng.random(n) < 0.25  # cells in G2: bigger, brighter nuclei
     nuc_f = np.exp(cv * 0.1 * rng.normal(size=n)) * np.where(g2, 1.15, 1.0)
-    na, nb = nuc_a * nuc_f, pheno.nucleus_radius / math.sqrt(pheno.nucleus_elongation) * nuc_f
+    nuc_b = pheno.nucleus_radius / math.sqrt(pheno.nucleus_elongation)
     nt = rng.uniform(0.0, np.pi, n)
     cell_f = np.exp(cv * 0.15 * rng.normal(size=n))
-    ca = pheno.cell_radius * math.sqrt(pheno.cell_elongation) * cell_f
-    cb = pheno.cell_radius / math.sqrt(pheno.cell_elongation) * cell_f
-    ct = nt + rng.normal(0.0, 0.3, n)
+    cell_a = pheno.cell_radius * math.sqrt(pheno.cell_elongation) * cell_f
+    cell_b = pheno.cell_radius / math.sqrt(pheno.cell_elongation) * cell_f
+    body = _Ellipses(centres, cell_a, cell_b, nt + rng.normal(0.0, 0.3, n))
     amp = pheno.irregularity * np.abs(rng.normal(size=(n, 3))) * [0.6, 0.4, 0.25]
     harmonics = amp * np.exp(1j * rng.uniform(0.0, 2.0 * np.pi, (n, 3)))
     nuc_centre = centres + rng.normal(0.0, 0.1, (n, 2)) * pheno.cell_radius
+    nucleus = _Ellipses(nuc_centre, nuc_a * nuc_f, nuc_b * nuc_f, nt)
     level = pheno.intensity * np.exp(cv * 0.25 * rng.normal(size=(n, len(CHANNELS))))
     level[:, 0] *= np.where(g2, 1.5, 1.0)
     tex = _textures(rng, size)
-    half = np.ceil(np.maximum(ca, cb) * (1.0 + amp.sum(axis=1)) + 2).astype(int)
+    half = np.ceil(np.maximum(cell_a, cell_b) * (1.0 + amp.sum(axis=1)) + 2).astype(int)
     for i in range(n):
         cy, cx = centres[i]
         y0, y1 = max(int(cy) - half[i], 0), min(int(cy) + half[i] + 1, size)
@@ -516,17 +556,11 @@ def _render_cells(
             continue
         yy = np.arange(y0, y1, dtype=np.float32)[:, None]
         xx = np.arange(x0, x1, dtype=np.float32)[None, :]
-        s = _shape_distance(
-            yy - float(cy), xx - float(cx), float(ca[i]), float(cb[i]), float(ct[i]),
-            tuple(complex(h) for h in harmonics[i]),
-        )  # fmt: skip
-        ny, nx = nuc_centre[i]
-        d = _shape_distance(
-            yy - float(ny), xx - float(nx), float(na[i]), float(nb[i]), float(nt[i])
-        )
+        s = _shape_distance(yy, xx, body, i, tuple(complex(h) for h in harmonics[i]))
+        d = _shape_distance(yy, xx, nucleus, i)
         _paint_cell(objects[:, y0:y1, x0:x1], s, d, tex[:, y0:y1, x0:x1], level[i].tolist(), pheno)
-    objects[2] += _nucleoli(rng, pheno, level[:, 2], nuc_centre, na, nb, nt, size)
-    objects[4] += _mitochondria(rng, pheno, level[:, 4], centres, ca, cb, ct, size)
+    objects[2] += _nucleoli(rng, nucleus, pheno.nucleoli * level[:, 2], size)
+    objects[4] += _mitochondria(rng, body, pheno, level[:, 4], size)
     return objects
 
 
@@ -551,33 +585,35 @@ def _paint_cell(
     patch[4] += cyto * perinuclear * (0.12 * level[4])
 
 
-def _nucleoli(rng, pheno, level, centre, a, b, theta, size) -> np.ndarray:
-    """RNA-rich nucleoli: 1-4+ bright spots inside each nucleus."""
-    owner = np.repeat(np.arange(len(centre)), 1 + rng.poisson(1.5, len(centre)))
+def _nucleoli(
+    rng: np.random.Generator, nuclei: _Ellipses, level: np.ndarray, size: int
+) -> np.ndarray:
+    """RNA-rich nucleoli: one or more bright spots inside each nucleus."""
+    n = len(nuclei.a)
+    owner = np.repeat(np.arange(n), 1 + rng.poisson(1.5, n))
     rho, alpha = 0.55 * np.sqrt(rng.random(len(owner))), rng.uniform(0, 2 * np.pi, len(owner))
-    dy, dx = _to_image(rho * np.cos(alpha), rho * np.sin(alpha), a[owner], b[owner], theta[owner])
-    yx = centre[owner] + np.stack([dy, dx], axis=1)
-    weight = 0.8 * pheno.nucleoli * level[owner] * np.exp(0.3 * rng.normal(size=len(owner)))
-    return _splat(yx, weight, size, 1.2)
+    weight = 0.8 * level[owner] * np.exp(0.3 * rng.normal(size=len(owner)))
+    return _splat(nuclei.to_image(owner, rho, alpha), weight, size, 1.2)
 
 
-def _mitochondria(rng, pheno, level, centre, a, b, theta, size) -> np.ndarray:
+def _mitochondria(
+    rng: np.random.Generator, cells: _Ellipses, pheno: _Phenotype, level: np.ndarray, size: int
+) -> np.ndarray:
     """Punctate mitochondria: segments that get shorter and more numerous when fragmented."""
     frag = pheno.mito_fragmentation
     per_cell = max(1, round(25 * frag * (pheno.cell_radius / 24.0) ** 2))
     length = max(1, round(5.0 / frag))
-    owner = np.repeat(np.arange(len(centre)), per_cell)
+    owner = np.repeat(np.arange(len(cells.a)), per_cell)
     rho0 = pheno.nucleus_radius / pheno.cell_radius
     spread = np.minimum(np.abs(rng.normal(size=len(owner))) * 0.6 * pheno.mito_spread, 1.0)
     rho, alpha = rho0 + (0.95 - rho0) * spread, rng.uniform(0, 2 * np.pi, len(owner))
-    dy, dx = _to_image(rho * np.cos(alpha), rho * np.sin(alpha), a[owner], b[owner], theta[owner])
+    start = cells.to_image(owner, rho, alpha)
     beta = rng.uniform(0, 2 * np.pi, len(owner))[:, None]
     steps = np.arange(length)[None, :]
-    ys = (centre[owner, 0] + dy)[:, None] + steps * np.sin(beta)
-    xs = (centre[owner, 1] + dx)[:, None] + steps * np.cos(beta)
-    yx = np.stack([ys.ravel(), xs.ravel()], axis=1)
+    ys = start[:, :1] + steps * np.sin(beta)
+    xs = start[:, 1:] + steps * np.cos(beta)
     weight = np.repeat(0.7 * level[owner], length)
-    return _splat(yx, weight, size, 0.7)
+    return _splat(np.stack([ys.ravel(), xs.ravel()], axis=1), weight, size, 0.7)
 
 
 # --------------------------------------------------------------------------- plates

@@ -9,7 +9,8 @@
 # no controller running every `snakemake` call waits ~9 s on `scontrol show config`.
 # State, spool, logs and PID files live in $PAINTSSL_SLURM_STATE (default /tmp/paintssl-slurm),
 # recreated on every start (an old state folder can leave the node drained).
-# Exit codes: 0 ok, 2 usage, 3 SLURM could not be installed, 4 the cluster did not come up.
+# Exit codes: 0 ok, 2 usage, 3 SLURM could not be installed, 4 the cluster could not be started
+# (a failed start stops whatever it had started).
 set -euo pipefail
 
 STATE=${PAINTSSL_SLURM_STATE:-/tmp/paintssl-slurm}
@@ -22,11 +23,6 @@ log() { echo "cluster.sh: $*" >&2; }
 install_slurm() {
     command -v slurmctld >/dev/null && command -v slurmd >/dev/null \
         && command -v sbatch >/dev/null && command -v munged >/dev/null && return 0
-    if [[ $(id -u) -ne 0 ]]; then
-        log "slurm-wlm and munge are not installed and this is not root: install them with"
-        log "  apt-get install slurm-wlm munge"
-        exit 3
-    fi
     log "installing slurm-wlm and munge with apt-get"
     if ! { apt-get update -qq \
         && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
@@ -86,6 +82,7 @@ start_munge() {
     if [[ -f /run/munge/munged.pid ]] && kill -0 "$(cat /run/munge/munged.pid)" 2>/dev/null; then
         return 0  # someone else's munged: use it, leave it running
     fi
+    [[ -s /etc/munge/munge.key ]] || runuser -u munge -- mungekey --create
     install -d -o munge -g munge /run/munge
     runuser -u munge -- /usr/sbin/munged --pid-file=/run/munge/munged.pid
     cp /run/munge/munged.pid "$STATE/munged.pid"
@@ -104,15 +101,21 @@ wait_idle() {
 }
 
 start() {
+    if [[ $(id -u) -ne 0 ]]; then
+        log "starting the test cluster needs root (daemons run as root, munged as munge)"
+        exit 4
+    fi
     stop
     rm -rf "$STATE"
     mkdir -p "$STATE/ctld" "$STATE/d"
+    trap 'log "start failed, stopping what it started"; stop' EXIT
     install_slurm
     write_config
     start_munge
     slurmctld -c
     slurmd
     wait_idle
+    trap - EXIT
     log "SLURM is up on $HOST (state in $STATE)"
 }
 

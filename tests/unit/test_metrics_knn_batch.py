@@ -1,13 +1,20 @@
-"""Nearest-neighbour, F1@k, batch-effect and gene-family metrics on planted structure."""
+"""Nearest-neighbour, batch-effect and gene-family metrics on planted structure."""
 
 import numpy as np
 import pandas as pd
 import pytest
 from harmonypy import compute_lisi
+from sklearn.metrics import silhouette_score
 
-from paintssl.metrics_batch import gaussian_clusters, graph_connectivity, lisi_at_k
+from paintssl.metrics_batch import gaussian_clusters, graph_connectivity, lisi_at_k, silhouettes
 from paintssl.metrics_family import cluster_families
-from paintssl.metrics_knn import f1_at_k, knn_graph, nearest_match_accuracy, unit_rows
+from paintssl.metrics_knn import (
+    largest,
+    nearest_match_accuracy,
+    neighbour_search,
+    separated,
+    unit_rows,
+)
 
 
 def test_nsb_accuracy_counts_only_other_batch_neighbours() -> None:
@@ -17,28 +24,81 @@ def test_nsb_accuracy_counts_only_other_batch_neighbours() -> None:
     feats = np.concatenate([centres, centres, centres + 0.1 * rng.standard_normal((6, 8))])
     labels = pd.Series(np.tile(np.arange(6), 3).astype(str))
     batch = pd.Series([0] * 12 + [1] * 6)
-    accuracy, n = nearest_match_accuracy(feats, labels, [batch])
+    pool = np.ones(18, dtype=bool)
+    # k=1: the stored neighbour of a batch-0 well is its same-batch twin -> exhaustive search
+    neighbours = neighbour_search(feats, 1)
+    accuracy, n = nearest_match_accuracy(neighbours, labels, [batch], pool)
     assert (accuracy, n) == (1.0, 18)
     # excluding the perturbation itself leaves no correct neighbour
-    accuracy, _ = nearest_match_accuracy(feats, labels, [batch, labels])
+    accuracy, _ = nearest_match_accuracy(neighbours, labels, [batch, labels], pool)
     assert accuracy == 0.0
+
+
+def test_nearest_match_with_few_stored_neighbours_equals_brute_force() -> None:
+    rng = np.random.default_rng(3)
+    batch = pd.Series(rng.integers(0, 4, 400))
+    labels = pd.Series(rng.integers(0, 40, 400).astype(str))
+    feats = (
+        rng.standard_normal((400, 12)) + 4 * np.eye(12)[batch] + np.eye(12)[labels.astype(int) % 12]
+    )
+    pool = rng.random(400) < 0.8
+    unit = unit_rows(feats)
+    sims = unit @ unit.T
+    sims[(batch.to_numpy()[:, None] == batch.to_numpy()[None, :]) | ~pool[None, :]] = -np.inf
+    nearest = sims.argmax(axis=1)
+    expected = (labels.to_numpy()[nearest] == labels.to_numpy())[pool].mean()
+    for k in (1, 5, 399):  # with strong batch effects most queries need the exhaustive search
+        accuracy, n = nearest_match_accuracy(neighbour_search(feats, k), labels, [batch], pool)
+        assert accuracy == pytest.approx(expected)
+        assert n == pool.sum()
 
 
 def test_multilabel_match_shares_any_label() -> None:
     feats = np.array([[1.0, 0], [1.0, 0.01], [0, 1.0], [0.01, 1.0]])
     labels = pd.Series(["A|B", "B|C", "D", "E"])
-    accuracy, n = nearest_match_accuracy(feats, labels, [], multilabel=True)
+    pool = np.ones(4, dtype=bool)
+    accuracy, n = nearest_match_accuracy(neighbour_search(feats, 3), labels, [], pool, True)
     assert (accuracy, n) == (0.5, 4)
 
 
-def test_f1_at_k_for_perfect_replicates() -> None:
-    centres = np.random.default_rng(1).standard_normal((10, 8))
-    feats = np.repeat(centres, 3, axis=0)
-    labels = pd.Series(np.repeat(np.arange(10), 3).astype(str))
-    f1, n = f1_at_k(feats, labels, ks=(1, 2, 3))
-    # 2 positives per query: k=1 -> P=1, R=.5; k=2 -> 1; k=3 -> P=2/3, R=1
-    np.testing.assert_allclose(f1, [2 / 3, 1.0, 0.8])
-    assert n == 30
+def test_silhouettes_equal_sklearn_on_the_same_subset() -> None:
+    rng = np.random.default_rng(0)
+    batch = pd.Series(rng.integers(0, 3, 500).astype(str))
+    other = pd.Series(rng.integers(0, 5, 500).astype(str))
+    feats = rng.standard_normal((500, 16)) + np.eye(16)[batch.astype(int)]
+    for max_samples in (None, 300):
+        ours = silhouettes(feats, [batch, other], max_samples, seed=4)
+        for labels, value in zip([batch, other], ours, strict=True):
+            ref = silhouette_score(
+                feats, labels, metric="cosine", sample_size=max_samples, random_state=4
+            )
+            assert value == pytest.approx(ref, abs=1e-5)
+    assert np.isnan(silhouettes(feats, [pd.Series(["a"] * 500)], None, 0)[0])
+
+
+def test_chunked_top_k_equals_partition_with_ties() -> None:
+    rng = np.random.default_rng(0)
+    sims = np.round(rng.standard_normal((50, 20_000)), 1).astype(np.float32)  # many ties
+    cols, values = largest(sims, 30)
+    expected = -np.sort(-sims, axis=1)[:, :30]
+    np.testing.assert_array_equal(np.sort(values, axis=1)[:, ::-1], expected)
+    np.testing.assert_array_equal(np.take_along_axis(sims, cols, axis=1), values)
+    assert all(len(set(row)) == 30 for row in cols)
+
+
+def test_grouped_search_is_exact_for_separated_and_overlapping_groups() -> None:
+    labels = pd.Series(np.repeat(["b0", "b1", "b2", "b3"], 60))
+    groups = pd.factorize(labels)[0]
+    clusters = gaussian_clusters(labels, n_features=16, seed=0)
+    noisy = np.random.default_rng(1).standard_normal((240, 16))
+    for feats, n_separated in ((clusters, 240), (noisy, 0)):
+        full = neighbour_search(feats, 20)
+        kth = full.similarity[:, -1]
+        assert separated(unit_rows(feats), groups, kth).sum() == n_separated
+        grouped = neighbour_search(feats, 20, groups=groups)  # else: the full search
+        # the same neighbours up to float32 rounding of near-tied similarities
+        np.testing.assert_allclose(grouped.similarity, full.similarity, atol=1e-6)
+        assert (grouped.index == full.index).mean() > 0.99
 
 
 def test_own_lisi_matches_harmonypy() -> None:
@@ -47,7 +107,8 @@ def test_own_lisi_matches_harmonypy() -> None:
     feats = rng.standard_normal((600, 10))
     feats[:, 0] += labels.astype(int)
     unit = unit_rows(feats).astype(np.float64)
-    neighbours, distances = knn_graph(unit, 30)
+    graph = neighbour_search(unit, 30)
+    neighbours, distances = graph.index, graph.distances()
     ours = lisi_at_k(distances, neighbours, labels, 30)
     reference = compute_lisi(unit, pd.DataFrame({"b": labels}), ["b"], perplexity=10)[:, 0]
     np.testing.assert_allclose(ours, reference, atol=1e-3)
@@ -56,7 +117,8 @@ def test_own_lisi_matches_harmonypy() -> None:
 def test_lisi_and_connectivity_on_separated_and_mixed_batches() -> None:
     labels = pd.Series(np.repeat(["b0", "b1", "b2"], 100))
     separated = gaussian_clusters(labels, n_features=16, seed=0)
-    neighbours, distances = knn_graph(separated, 90)
+    graph = neighbour_search(separated, 90)
+    neighbours, distances = graph.index, graph.distances()
     assert np.nanmean(lisi_at_k(distances, neighbours, labels, 90)) == pytest.approx(1.0)
     assert graph_connectivity(neighbours, labels, 15) == 1.0
     mixed = pd.Series(np.random.default_rng(0).permutation(labels.to_numpy()))

@@ -1,16 +1,13 @@
 """Replicate reproducibility against cytominer-eval's published numbers on its LINCS plate."""
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
 
 from paintssl.metrics_replicating import median_replicate_correlation, replicate_reproducibility
+from tests.paths import SHARED_DATA
 
-LINCS_PLATE = Path(
-    "/work/shared/data/cytominer-eval-lincs/SQ00015054_normalized_feature_select.csv.gz"
-)
+LINCS_PLATE = SHARED_DATA / "cytominer-eval-lincs" / "SQ00015054_normalized_feature_select.csv.gz"
 DOSE_GROUPS = ["Metadata_broad_sample", "Metadata_mg_per_ml"]
 
 

@@ -1,4 +1,4 @@
-"""preprocess_plate on two real JUMP cpg0016 sites (jump-rab30-mini, 384x384 crops).
+"""Preprocessing and embedding of two real JUMP cpg0016 sites (jump-rab30-mini, 384x384 crops).
 
 The zarr stores channels alphabetically (AGP, DNA, ER, Mito, RNA); each chunk file is gzip
 of 384*384 little-endian uint16, so no zarr library is needed.
@@ -11,12 +11,16 @@ import numpy as np
 import pandas as pd
 import pytest
 import tifffile
+import torch
 
 from paintssl import CHANNELS
+from paintssl.backbones import create_backbone, export_weights
+from paintssl.embed import embed_shard, gather_embeddings
 from paintssl.images import read_site_tiff
 from paintssl.preprocess import preprocess_plate
+from tests.paths import SHARED_DATA
 
-DATA = Path("/work/shared/data/jump-rab30-mini")
+DATA = SHARED_DATA / "jump-rab30-mini"
 ZARR_CHANNELS = ("AGP", "DNA", "ER", "Mito", "RNA")
 SITES = {  # zarr site index -> (source, batch, plate, well, site, plausible cell count)
     0: ("source_4", "2021_06_07_Batch5", "BR00123947", "G01", "1", (8, 25)),
@@ -99,3 +103,25 @@ def test_both_sources_fill_the_unit_range_despite_10x_raw_gap(manifests: dict) -
         assert (merged.max(axis=(1, 2)) == 65535).all()
         for ch in CHANNELS:
             assert 0.02 < manifests[site].at[0, f"mean_{ch}"] < 0.5
+
+
+def test_real_sites_embed_with_a_5_channel_vit(manifests: dict, tmp_path: Path) -> None:
+    """ViT-S/16 with random weights: one 224 px tile per 384 px site, one well row per plate."""
+    torch.manual_seed(0)
+    net = create_backbone("vit_small_patch16_224", img_size=224)
+    weights = tmp_path / "weights.pt"
+    export_weights(weights, net, "vit_small_patch16_224", 224, CHANNELS, [0.1] * 5, [0.1] * 5)
+    wells = []
+    for site, manifest in manifests.items():
+        plate = SITES[site][2]
+        shard = tmp_path / f"{plate}-shard.parquet"
+        embed_shard(Path(manifest.at[0, "root"]) / "manifest.parquet", weights, shard, 0, 1)
+        gather_embeddings([shard], tmp_path / f"{plate}.parquet")
+        wells.append(pd.read_parquet(tmp_path / f"{plate}.parquet"))
+    table = pd.concat(wells, ignore_index=True)
+    assert table["Metadata_Plate"].tolist() == [SITES[s][2] for s in SITES]
+    assert table["Metadata_n_tiles"].tolist() == [1, 1]
+    features = table.filter(like="emb_").to_numpy()
+    assert features.shape == (2, 384)
+    assert np.isfinite(features).all()
+    assert not np.allclose(features[0], features[1])

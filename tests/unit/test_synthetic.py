@@ -1,6 +1,7 @@
 """Tests of the built-in synthetic JUMP-like dataset (tiny configurations, rendered in tmp_path)."""
 
 import re
+import shutil
 from dataclasses import asdict
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from paintssl.synthetic import (
 TINY = SyntheticConfig(
     site_size=64,
     sites_per_well=1,
+    sources_per_cell_line=1,
     batches_per_source=1,
     n_targets=4,
     compounds_per_target=3,
@@ -58,6 +60,14 @@ def tiny_tables(tmp_path_factory: pytest.TempPathFactory) -> tuple[pd.DataFrame,
     return pd.read_parquet(root / "meta.parquet"), pd.read_parquet(root / "truth.parquet")
 
 
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, pd.DataFrame]]:
+    """One rendered plate per source: the root folder and each plate's load_data table."""
+    root = tmp_path_factory.mktemp("plates")
+    plates = plate_sheet(TINY, root).drop_duplicates("source")["plate"]
+    return root, {plate: render(TINY, root, plate) for plate in plates}
+
+
 def test_plate_sheet_has_jump_hierarchy() -> None:
     sheet = plate_sheet(SyntheticConfig(), "data/synthetic")
     assert list(sheet.columns) == ["plate", "batch", "source", "load_data"]
@@ -72,36 +82,40 @@ def test_plate_sheet_has_jump_hierarchy() -> None:
     assert first["load_data"] == f"data/synthetic/{first['plate']}/load_data.csv"
 
 
-def test_render_plate_writes_resolvable_load_data(tmp_path: Path) -> None:
-    sheet = plate_sheet(TINY, tmp_path).set_index("plate")
-    plate = sheet.index[0]
-    load_data = render(TINY, tmp_path, plate)
-    assert len(load_data) == 96 * TINY.sites_per_well
-    assert (load_data["Metadata_Plate"] == plate).all()
-    assert (load_data["Metadata_Source"] == sheet.loc[plate, "source"]).all()
-    assert (load_data["Metadata_Batch"] == sheet.loc[plate, "batch"]).all()
-    assert load_data["Metadata_Well"].str.fullmatch(r"[A-H](0[1-9]|1[0-2])").all()
-    assert Path(sheet.loc[plate, "load_data"]).is_file()
-    for channel in CHANNELS:
-        assert (load_data[f"PathName_Orig{channel}"] == "images").all()  # relative: movable
-    moved = tmp_path.rename(tmp_path.with_name(tmp_path.name + "_moved"))
+def test_render_plate_writes_resolvable_load_data(
+    rendered: tuple[Path, dict[str, pd.DataFrame]], tmp_path: Path
+) -> None:
+    root, load_datas = rendered
+    sheet = plate_sheet(TINY, root).set_index("plate")
+    for plate, load_data in load_datas.items():
+        assert len(load_data) == 96 * TINY.sites_per_well
+        assert (load_data["Metadata_Plate"] == plate).all()
+        assert (load_data["Metadata_Source"] == sheet.loc[plate, "source"]).all()
+        assert (load_data["Metadata_Batch"] == sheet.loc[plate, "batch"]).all()
+        assert load_data["Metadata_Well"].str.fullmatch(r"[A-H](0[1-9]|1[0-2])").all()
+        assert Path(sheet.loc[plate, "load_data"]).is_file()
+        for channel in CHANNELS:
+            assert (load_data[f"PathName_Orig{channel}"] == "images").all()
+    plate, load_data = next(iter(load_datas.items()))
+    moved = shutil.copytree(root / plate, tmp_path / "moved")  # relative paths: movable
     row = load_data.iloc[-1]
     for channel in CHANNELS:
-        image = read_channel(moved / plate / "load_data.csv", row, channel)
+        image = read_channel(moved / "load_data.csv", row, channel)
         assert image.shape == (TINY.site_size, TINY.site_size)
         assert image.dtype == np.uint16
 
 
-def test_rendering_is_deterministic_by_seed(tmp_path: Path) -> None:
-    plate = plate_sheet(TINY, tmp_path)["plate"].iloc[-1]
-    render(TINY, tmp_path / "a", plate)
-    render(TINY, tmp_path / "b", plate)
+def test_rendering_is_deterministic_by_seed(
+    rendered: tuple[Path, dict[str, pd.DataFrame]], tmp_path: Path
+) -> None:
+    root, load_datas = rendered
+    plate = next(iter(load_datas))
+    render(TINY, tmp_path, plate)
+    assert folder_bytes(tmp_path / plate) == folder_bytes(root / plate)
     other = SyntheticConfig(**asdict(TINY) | {"seed": 1})
-    render(other, tmp_path / "c", plate)
-    first, again, reseeded = (folder_bytes(tmp_path / x) for x in "abc")
-    assert first == again
-    assert first.keys() == reseeded.keys()
-    assert first != reseeded
+    assert not np.array_equal(
+        render_site(TINY, plate, "B02", 1), render_site(other, plate, "B02", 1)
+    )
     for i, cfg in enumerate((TINY, TINY, other)):
         render_metadata(cfg, tmp_path / f"meta_{i}.parquet", tmp_path / f"truth_{i}.parquet")
     tables = [
@@ -112,19 +126,19 @@ def test_rendering_is_deterministic_by_seed(tmp_path: Path) -> None:
     assert tables[3] != tables[5]
 
 
-def test_channels_map_by_name_across_sources(tmp_path: Path) -> None:
-    sheet = plate_sheet(TINY, tmp_path)
-    plates = sheet.drop_duplicates("source")["plate"].tolist()
-    orders = []
-    for plate in plates:
-        load_data = render(TINY, tmp_path, plate)
-        orders.append([c for c in load_data.columns if c.startswith("FileName_Orig")])
+def test_channels_map_by_name_across_sources(
+    rendered: tuple[Path, dict[str, pd.DataFrame]],
+) -> None:
+    root, load_datas = rendered
+    orders = set()
+    for plate, load_data in load_datas.items():
+        orders.add(tuple(c for c in load_data.columns if c.startswith("FileName_Orig")))
         row = load_data.iloc[7]
         expected = render_site(TINY, plate, row["Metadata_Well"], int(row["Metadata_Site"]))
         for c, channel in enumerate(CHANNELS):
-            image = read_channel(tmp_path / plate / "load_data.csv", row, channel)
+            image = read_channel(root / plate / "load_data.csv", row, channel)
             np.testing.assert_array_equal(image, expected[c])
-    assert len({tuple(o) for o in orders}) == len(plates) > 1
+    assert len(orders) == len(load_datas) > 1
     assert all(sorted(o) == sorted(f"FileName_Orig{c}" for c in CHANNELS) for o in orders)
 
 

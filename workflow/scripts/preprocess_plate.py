@@ -1,16 +1,14 @@
 """Illumination-correct, clip, scale and merge one plate into 5-channel TIFFs (thin wrapper)."""
 
-import logging
-import sys
 from typing import TYPE_CHECKING
 
+from paintssl.joblog import log_to_file
 from paintssl.preprocess import preprocess_plate
 
 if TYPE_CHECKING:  # editor/type-checker stub; Snakemake injects the real object
     from snakemake.script import snakemake
 
-sys.stderr = open(snakemake.log[0], "w", buffering=1)  # noqa: SIM115 - tracebacks go to the log
-logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(message)s")
+log_to_file(snakemake.log[0])
 
 preprocess_plate(
     load_data=snakemake.input.load_data,

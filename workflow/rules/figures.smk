@@ -1,0 +1,143 @@
+# Figures (PNG + PDF) of every model and of the comparison, marked for `snakemake --report`.
+# Models whose method is `random` are not trained, so they have no training curves.
+TRAINED_MODELS = [m for m in RUN_MODELS if config["models"][m]["method"] != "random"]
+FIGURES = [
+    *collect("results/figures/umap/{model}_well.png", model=RUN_MODELS),
+    *collect("results/figures/gene_families/{model}.png", model=RUN_MODELS),
+    *collect("results/figures/training/{model}.png", model=TRAINED_MODELS),
+    "results/figures/map_vs_nsb.png",
+    "results/figures/f1_at_k.png",
+]
+
+
+rule plot_umap:
+    input:
+        profiles="results/profiles/{model}/well.parquet",
+    output:
+        png=report(
+            "results/figures/umap/{model}_well.png",
+            caption="../report/plot_umap.rst",
+            category="Evaluation",
+            subcategory="{model}",
+            labels={"model": "{model}", "figure": "UMAP of well profiles"},
+        ),
+        pdf="results/figures/umap/{model}_well.pdf",
+    log:
+        "logs/plot_umap/{model}.log",
+    benchmark:
+        "benchmarks/plot_umap/{model}.tsv"
+    conda:
+        "../envs/profiling.yaml"
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    params:
+        n_pcs=200,
+        n_neighbors=50,
+        min_dist=0.7,
+        top=20,
+        seed=lookup(dpath="seed", within=config),
+    script:
+        "../scripts/plot_umap.py"
+
+
+rule plot_gene_families:
+    input:
+        consensus="results/profiles/{model}/consensus.parquet",
+    output:
+        png=report(
+            "results/figures/gene_families/{model}.png",
+            caption="../report/plot_gene_families.rst",
+            category="Evaluation",
+            subcategory="{model}",
+            labels={"model": "{model}", "figure": "gene-family clustering"},
+        ),
+        pdf="results/figures/gene_families/{model}.pdf",
+    log:
+        "logs/plot_gene_families/{model}.log",
+    benchmark:
+        "benchmarks/plot_gene_families/{model}.tsv"
+    conda:
+        "../envs/profiling.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=10,
+    script:
+        "../scripts/plot_gene_families.py"
+
+
+rule plot_training_curves:
+    input:
+        metrics="results/pretrain/{model}/metrics.jsonl",
+    output:
+        png=report(
+            "results/figures/training/{model}.png",
+            caption="../report/plot_training_curves.rst",
+            category="Evaluation",
+            subcategory="{model}",
+            labels={"model": "{model}", "figure": "training curves"},
+        ),
+        pdf="results/figures/training/{model}.pdf",
+    log:
+        "logs/plot_training_curves/{model}.log",
+    benchmark:
+        "benchmarks/plot_training_curves/{model}.tsv"
+    conda:
+        "../envs/profiling.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/plot_training_curves.py"
+
+
+rule plot_map_vs_nsb:
+    input:
+        tables=collect("results/eval/{model}.tsv", model=RUN_MODELS),
+    output:
+        png=report(
+            "results/figures/map_vs_nsb.png",
+            caption="../report/plot_map_vs_nsb.rst",
+            category="Comparison",
+            labels={"figure": "mAP vs nearest-neighbour accuracy"},
+        ),
+        pdf="results/figures/map_vs_nsb.pdf",
+    log:
+        "logs/plot_map_vs_nsb/plot_map_vs_nsb.log",
+    benchmark:
+        "benchmarks/plot_map_vs_nsb/plot_map_vs_nsb.tsv"
+    conda:
+        "../envs/profiling.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        models=RUN_MODELS,
+    script:
+        "../scripts/plot_map_vs_nsb.py"
+
+
+rule plot_f1_at_k:
+    input:
+        tables=collect("results/eval/{model}/f1.tsv", model=RUN_MODELS),
+    output:
+        png=report(
+            "results/figures/f1_at_k.png",
+            caption="../report/plot_f1_at_k.rst",
+            category="Comparison",
+            labels={"figure": "F1 at k"},
+        ),
+        pdf="results/figures/f1_at_k.pdf",
+    log:
+        "logs/plot_f1_at_k/plot_f1_at_k.log",
+    benchmark:
+        "benchmarks/plot_f1_at_k/plot_f1_at_k.tsv"
+    conda:
+        "../envs/profiling.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        models=RUN_MODELS,
+    script:
+        "../scripts/plot_f1_at_k.py"

@@ -1,0 +1,17 @@
+"""mAP against nearest-neighbour accuracy for every model (thin wrapper)."""
+
+from typing import TYPE_CHECKING
+
+from paintssl.joblog import log_to_file
+from paintssl.plots import plot_map_vs_nsb
+
+if TYPE_CHECKING:  # editor/type-checker stub; Snakemake injects the real object
+    from snakemake.script import snakemake
+
+log_to_file(snakemake.log[0])
+
+plot_map_vs_nsb(
+    tables=dict(zip(snakemake.params.models, snakemake.input.tables, strict=True)),
+    out_png=snakemake.output.png,
+    out_pdf=snakemake.output.pdf,
+)

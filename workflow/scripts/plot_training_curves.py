@@ -1,0 +1,17 @@
+"""Training curves of one pretraining run (thin wrapper)."""
+
+from typing import TYPE_CHECKING
+
+from paintssl.joblog import log_to_file
+from paintssl.plots import plot_training
+
+if TYPE_CHECKING:  # editor/type-checker stub; Snakemake injects the real object
+    from snakemake.script import snakemake
+
+log_to_file(snakemake.log[0])
+
+plot_training(
+    metrics_jsonl=snakemake.input.metrics,
+    out_png=snakemake.output.png,
+    out_pdf=snakemake.output.pdf,
+)
