@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -15,17 +14,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from paintssl.backbones import ExportedModel, load_exported
+from paintssl.wells import SITE_KEYS
 
 log = logging.getLogger(__name__)
 
-SITE_KEYS = [
-    "Metadata_Source",
-    "Metadata_Batch",
-    "Metadata_Plate",
-    "Metadata_Well",
-    "Metadata_Site",
-]
-WELL_KEYS = SITE_KEYS[:-1]
 CELL_THRESHOLD_FACTOR = 0.7
 CELL_MIN_FRACTION = 0.01
 
@@ -200,40 +192,3 @@ def embed_shard(
     table = table.reset_index(drop=True).assign(Metadata_n_tiles=n_tiles)
     features = pd.DataFrame(vectors.astype(np.float32), columns=embedding_columns(dim))
     pd.concat([table, features], axis=1).to_parquet(out, index=False)
-
-
-def aggregate_wells(
-    sites: pd.DataFrame, method: Literal["two_stage", "flat"] = "two_stage"
-) -> pd.DataFrame:
-    """Average site embeddings to wells.
-
-    ``two_stage`` averages tiles to sites, then sites to wells (the paper's text);
-    ``flat`` averages all tiles of a well at once (the authors' code), i.e. a
-    tile-count-weighted mean of the site means.
-    """
-    if method not in ("two_stage", "flat"):
-        raise ValueError(f"unknown well aggregation {method!r}; use 'two_stage' or 'flat'")
-    features = [c for c in sites.columns if not c.startswith("Metadata_")]
-    weights = sites["Metadata_n_tiles"] if method == "flat" else pd.Series(1.0, index=sites.index)
-    weighted = sites[features].mul(weights, axis=0)
-    groups = sites.assign(_w=weights).groupby(WELL_KEYS, sort=True)
-    wells = weighted.groupby([sites[k] for k in WELL_KEYS], sort=True).sum()
-    wells = wells.div(groups["_w"].sum().to_numpy(), axis=0)
-    counts = groups.agg(
-        Metadata_n_sites=("Metadata_Site", "size"),
-        Metadata_n_tiles=("Metadata_n_tiles", "sum"),
-        Metadata_cell_count=("Metadata_cell_count", "sum"),
-    )
-    return counts.join(wells.astype(np.float32)).reset_index()
-
-
-def gather_embeddings(
-    shards: Sequence[str | Path],
-    out: str | Path,
-    method: Literal["two_stage", "flat"] = "two_stage",
-) -> None:
-    """Concatenate the site-level shards of a plate and write well-level embeddings."""
-    sites = pd.concat([pd.read_parquet(s) for s in shards], ignore_index=True)
-    if sites.empty:
-        raise ValueError(f"no sites in shards {list(shards)}")
-    aggregate_wells(sites, method).to_parquet(out, index=False)

@@ -9,15 +9,8 @@ import tifffile
 import torch
 
 from paintssl.backbones import create_backbone, export_weights, load_exported
-from paintssl.embed import (
-    aggregate_wells,
-    embed_shard,
-    gather_embeddings,
-    has_cells,
-    shard_rows,
-    site_tiles,
-    tile_origins,
-)
+from paintssl.embed import embed_shard, has_cells, shard_rows, site_tiles, tile_origins
+from paintssl.wells import aggregate_wells, gather_embeddings
 
 CHANNELS = ["DNA", "ER", "RNA", "AGP", "Mito"]
 

@@ -15,9 +15,10 @@ import torch
 
 from paintssl import CHANNELS
 from paintssl.backbones import create_backbone, export_weights
-from paintssl.embed import embed_shard, gather_embeddings
+from paintssl.embed import embed_shard
 from paintssl.images import read_site_tiff
 from paintssl.preprocess import preprocess_plate
+from paintssl.wells import gather_embeddings
 from tests.paths import SHARED_DATA
 
 DATA = SHARED_DATA / "jump-rab30-mini"

@@ -66,16 +66,21 @@ def test_tiny_run_end_to_end_and_rerun_does_nothing(run_snakemake: Runner) -> No
     assert any("target" in m for m in metrics), metrics
     manifest = pd.read_parquet(workdir / "results/images/src01_b01_p01/manifest.parquet")
     assert len(manifest) == 96 * 2
+    for output in ("eval/summary.tsv", "figures/map_vs_nsb.png", "figures/umap/dino_tiny_well.pdf"):
+        assert (workdir / "results" / output).stat().st_size > 0, output
     again = run_snakemake("--dry-run", configfiles=(TINY,))
     assert again.returncode == 0, again.stderr
     assert "Nothing to be done" in again.stdout + again.stderr
+    report = run_snakemake("--report", "results/report.html", configfiles=(TINY,))
+    assert report.returncode == 0, report.stderr[-4000:]
+    assert (workdir / "results/report.html").stat().st_size > 0
 
 
 @pytest.mark.slow
 def test_own_data_needs_only_plates_and_metadata(tmp_path: Path) -> None:
     """A JUMP-style dataset elsewhere on disk, referenced by `plates` and `metadata` only."""
     data = tmp_path / "mydata"
-    cfg = SyntheticConfig(**yaml.safe_load(TINY.read_text())["synthetic"], seed=7)
+    cfg = SyntheticConfig(**{**yaml.safe_load(TINY.read_text())["synthetic"], "seed": 7})
     sheet = plate_sheet(cfg, data).query(
         "plate.str.startswith('src01') or plate.str.startswith('src02')"
     )

@@ -2,8 +2,8 @@
 
 from typing import TYPE_CHECKING
 
-from paintssl.embed import gather_embeddings
 from paintssl.joblog import log_to_file
+from paintssl.wells import gather_embeddings
 
 if TYPE_CHECKING:  # editor/type-checker stub; Snakemake injects the real object
     from snakemake.script import snakemake
