@@ -83,9 +83,9 @@ def precision_recall_at_k(
     for code in np.unique(codes):
         members = np.flatnonzero(codes == code)
         sims = corr[members].ravel()
-        hits = np.tile(codes == code, len(members))[np.isfinite(sims)]
-        order = np.argsort(-sims[np.isfinite(sims)], kind="stable")
-        found = np.cumsum(hits[order])
+        finite = np.isfinite(sims)
+        hits = np.tile(codes == code, len(members))[finite]
+        found = np.cumsum(hits[np.argsort(-sims[finite], kind="stable")])
         for k in ks:
             top = found[min(k, len(found)) - 1]
             rows.append({**keys.iloc[members[0]].to_dict(), "k": k, "precision": top / k,
