@@ -86,8 +86,8 @@ def precision_recall_at_k(
         finite = np.isfinite(sims)
         hits = np.tile(codes == code, len(members))[finite]
         found = np.cumsum(hits[np.argsort(-sims[finite], kind="stable")])
+        group = keys.iloc[members[0]].to_dict()
         for k in ks:
             top = found[min(k, len(found)) - 1]
-            rows.append({**keys.iloc[members[0]].to_dict(), "k": k, "precision": top / k,
-                         "recall": top / max(found[-1], 1)})  # fmt: skip
+            rows.append({**group, "k": k, "precision": top / k, "recall": top / max(found[-1], 1)})
     return pd.DataFrame(rows)
