@@ -26,4 +26,4 @@ test: lint  ## linters, then every test that needs no GPU
 	$(BIN)/pytest -m "not gpu"
 
 clean:
-	rm -rf results logs benchmarks/*/ resources/synthetic .snakemake
+	rm -rf results logs benchmarks resources/synthetic .snakemake

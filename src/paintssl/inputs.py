@@ -13,7 +13,19 @@ from pathlib import Path
 
 import pandas as pd
 
-from paintssl import CHANNELS
+from paintssl.tables import (
+    CELL_LINE,
+    CHANNELS,
+    GENE,
+    GENE_FAMILY,
+    LOAD_DATA_KEYS,
+    PERT_TYPE,
+    PERTURBATION,
+    PLATE,
+    SITE,
+    TARGET,
+    WELL,
+)
 
 log = logging.getLogger(__name__)
 
@@ -21,13 +33,12 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]+$")
 SPLITS = ("train", "eval")
 PERT_TYPES = ("trt", "negcon", "poscon")
 SHEET_COLUMNS = ("plate", "batch", "source", "load_data")
-SITE_KEYS = ("Metadata_Plate", "Metadata_Well", "Metadata_Site")
-METADATA_REQUIRED = ("Metadata_Plate", "Metadata_Well", "Metadata_JCP2022", "Metadata_pert_type")
+METADATA_REQUIRED = (PLATE, WELL, PERTURBATION, PERT_TYPE)
 METADATA_OPTIONAL = (
-    "Metadata_target",
-    "Metadata_gene",
-    "Metadata_gene_family",
-    "Metadata_cell_line",
+    TARGET,
+    GENE,
+    GENE_FAMILY,
+    CELL_LINE,
 )
 MAX_LISTED = 5
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -212,20 +223,20 @@ def read_load_data(path: str | Path, channels: Sequence[str] = CHANNELS) -> pd.D
     """
     path = Path(path)
     table = _read_csv(path)
-    _require_columns(table, SITE_KEYS, path)
+    _require_columns(table, LOAD_DATA_KEYS, path)
     _channel_columns(table, channels, path)
-    _require_values(table, SITE_KEYS, path)
-    for key in ("Metadata_Well", "Metadata_Site"):
+    _require_values(table, LOAD_DATA_KEYS, path)
+    for key in (WELL, SITE):
         _require_names(table, key, path)
-    plates = table["Metadata_Plate"].unique()
+    plates = table[PLATE].unique()
     if len(plates) > 1:
         raise InputError(
             f"{path}: holds {len(plates)} plates ({', '.join(plates[:MAX_LISTED])}); "
             f"split it into one load_data.csv per plate"
         )
-    _require_unique(table, SITE_KEYS, path)
+    _require_unique(table, LOAD_DATA_KEYS, path)
     base = path.resolve().parent
-    out = table[list(SITE_KEYS)].copy()
+    out = table[list(LOAD_DATA_KEYS)].copy()
     for ch in channels:
         out[f"path_{ch}"] = _join_paths(table, "Orig", ch, base, path)
     illum_cols = [f"{kind}_Illum{ch}" for ch in channels for kind in ("FileName", "PathName")]
@@ -281,23 +292,23 @@ def read_metadata(path: str | Path, plates: Sequence[str]) -> pd.DataFrame:
     path = Path(path)
     table = _read_table(path)
     _require_columns(table, METADATA_REQUIRED, path)
-    table = table[table["Metadata_Plate"].isin(list(plates))]
-    absent = [p for p in plates if p not in set(table["Metadata_Plate"])]
+    table = table[table[PLATE].isin(list(plates))]
+    absent = [p for p in plates if p not in set(table[PLATE])]
     if absent:
         raise InputError(
             f"{path}: no wells for plate(s) {', '.join(absent)}; add their wells to the "
             f"metadata table or remove the plate(s) from the plates sheet"
         )
     _require_values(table, METADATA_REQUIRED, path)
-    bad = table.index[~table["Metadata_pert_type"].isin(PERT_TYPES)]
+    bad = table.index[~table[PERT_TYPE].isin(PERT_TYPES)]
     if len(bad):
-        values = sorted(set(table.loc[bad, "Metadata_pert_type"]))
+        values = sorted(set(table.loc[bad, PERT_TYPE]))
         raise InputError(
             f"{path}: column Metadata_pert_type has value(s) {values} on {_lines(bad, path)}; "
             f"use one of {', '.join(PERT_TYPES)}"
         )
-    _require_unique(table, ["Metadata_Plate", "Metadata_Well"], path)
-    has_negcon = set(table.loc[table["Metadata_pert_type"] == "negcon", "Metadata_Plate"])
+    _require_unique(table, [PLATE, WELL], path)
+    has_negcon = set(table.loc[table[PERT_TYPE] == "negcon", PLATE])
     lacking = [p for p in plates if p not in has_negcon]
     if lacking:
         raise InputError(

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from paintssl.augment import (
+from paintssl.pretrain.augment import (
     AugmentConfig,
     CropGroup,
     MultiCrop,

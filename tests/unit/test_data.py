@@ -8,9 +8,9 @@ import pytest
 import tifffile
 import torch
 
-from paintssl import CHANNELS
-from paintssl.augment import AugmentConfig, CropGroup, MultiCrop
-from paintssl.data import SiteViews, StepBatches, sample_seed, step_loader
+from paintssl.pretrain.augment import AugmentConfig, CropGroup, MultiCrop
+from paintssl.pretrain.data import SiteViews, StepBatches, sample_seed, step_loader
+from paintssl.tables import CHANNELS
 
 PLAIN = AugmentConfig(flip=False, color=False)
 

@@ -8,9 +8,10 @@ import pytest
 import tifffile
 import torch
 
-from paintssl.backbones import create_backbone, export_weights, load_exported
-from paintssl.embed import embed_shard, has_cells, shard_rows, site_tiles, tile_origins
-from paintssl.wells import aggregate_wells, gather_embeddings
+from paintssl.embed.shard import embed_shard
+from paintssl.embed.tiles import EmbedConfig, shard_rows, site_tiles, tile_origins
+from paintssl.embed.wells import aggregate_wells, gather_embeddings
+from paintssl.pretrain.backbones import create_backbone, export_weights, load_exported
 
 CHANNELS = ["DNA", "ER", "RNA", "AGP", "Mito"]
 
@@ -20,13 +21,6 @@ def test_tile_origins_drop_partial_edge_tiles() -> None:
     assert len(tile_origins(64, 64, 32, 16)) == 9
     with pytest.raises(ValueError, match="smaller than"):
         tile_origins(20, 64, 32, 32)
-
-
-def test_has_cells_uses_otsu_factor_and_min_fraction() -> None:
-    dna = np.zeros((10, 10))
-    dna[0, 0] = 0.8  # 1 % of pixels above 0.7 x Otsu 1.0
-    assert has_cells(dna, otsu=1.0)
-    assert not has_cells(dna, otsu=1.2)
 
 
 def test_site_tiles_keeps_cell_tiles_or_the_central_one() -> None:
@@ -124,7 +118,7 @@ def test_embed_shards_then_gather_wells(tiny_plate: Path) -> None:
     weights = tiny_weights(tiny_plate / "weights.pt", CHANNELS)
     shards = [tiny_plate / f"shard-{i}.parquet" for i in range(2)]
     for i, out in enumerate(shards):
-        embed_shard(tiny_plate / "manifest.parquet", weights, out, shard=i, n_shards=2)
+        embed_shard(tiny_plate / "manifest.parquet", weights, out, i, EmbedConfig(n_shards=2))
     gather_embeddings(shards, tiny_plate / "plate.parquet")
     wells = pd.read_parquet(tiny_plate / "plate.parquet")
     assert len(wells) == 3
@@ -138,7 +132,9 @@ def test_embed_shards_then_gather_wells(tiny_plate: Path) -> None:
 def test_embedding_refuses_other_channel_names(tiny_plate: Path) -> None:
     weights = tiny_weights(tiny_plate / "w.pt", ["DNA", "RNA", "ER", "AGP", "Mito"])
     with pytest.raises(ValueError, match="trained on 'DNA,RNA,ER,AGP,Mito'"):
-        embed_shard(tiny_plate / "manifest.parquet", weights, tiny_plate / "o.parquet", 0, 1)
+        embed_shard(
+            tiny_plate / "manifest.parquet", weights, tiny_plate / "o.parquet", 0, EmbedConfig()
+        )
 
 
 def test_exported_weights_round_trip_with_weights_only(tmp_path: Path) -> None:

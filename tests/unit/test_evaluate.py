@@ -5,8 +5,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from paintssl.evaluate import TABLE_COLUMNS, evaluate_model
-from paintssl.metrics_planted import PlantedDesign, write_planted_profiles
+from paintssl.evaluate.model import EvalConfig, evaluate_model
+from paintssl.evaluate.table import TABLE_COLUMNS
+from tests.planted import PlantedDesign, write_planted_profiles
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +19,7 @@ def planted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def table(planted: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
     out = tmp_path_factory.mktemp("eval") / "model.tsv"
-    evaluate_model(profiles=planted, out_tsv=out, null_size=500, seed=0)
+    evaluate_model(profiles=planted, out_tsv=out, cfg=EvalConfig(null_size=500), seed=0)
     return pd.read_csv(out, sep="\t")
 
 
@@ -59,7 +60,7 @@ def test_missing_level_and_missing_labels_give_nan_rows(
     consensus = pd.read_parquet(planted["consensus"]).drop(columns="Metadata_gene_family")
     consensus.to_parquet(tmp_path / "consensus.parquet")
     out = tmp_path / "model.tsv"
-    evaluate_model({"consensus": tmp_path / "consensus.parquet"}, out, null_size=100, seed=0)
+    evaluate_model({"consensus": tmp_path / "consensus.parquet"}, out, EvalConfig(null_size=100))
     table = pd.read_csv(out, sep="\t")
     family = table[table["metric"] == "gene_family_map"]
     assert family["value"].isna().all()
@@ -72,4 +73,4 @@ def test_missing_level_and_missing_labels_give_nan_rows(
 
 def test_unknown_level_is_an_error(planted: dict[str, Path], tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown profile levels"):
-        evaluate_model({"plate": planted["well"]}, tmp_path / "x.tsv")
+        evaluate_model({"plate": planted["well"]}, tmp_path / "x.tsv", EvalConfig())

@@ -7,8 +7,14 @@ import pandas as pd
 import pytest
 import tifffile
 
-from paintssl.illum import apply_illum, compute_illum, illum_function, load_illum, load_jump_illum
 from paintssl.inputs import InputError
+from paintssl.preprocess.illum import (
+    apply_illum,
+    compute_illum,
+    illum_function,
+    load_illum,
+    load_jump_illum,
+)
 
 SIZE = 64
 CHANNELS = ("DNA", "ER")

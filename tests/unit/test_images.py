@@ -9,19 +9,16 @@ import pandas as pd
 import pytest
 import tifffile
 
-from paintssl.images import (
+from paintssl.inputs import InputError
+from paintssl.preprocess.codec import read_site_tiff, site_tiff_channels, to_uint16, write_site_tiff
+from paintssl.preprocess.images import (
     channel_histograms,
     histogram_percentiles,
     imap_bounded,
     iter_plate_sites,
     read_channel_image,
-    read_site_tiff,
     scale_to_unit,
-    site_tiff_channels,
-    to_uint16,
-    write_site_tiff,
 )
-from paintssl.inputs import InputError
 
 
 def test_read_tiff_png_and_singleton_axes(tmp_path: Path) -> None:

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 import tifffile
 
-from paintssl import CHANNELS
 from paintssl.inputs import InputError, read_load_data, read_metadata, read_plate_sheet
+from paintssl.tables import CHANNELS
 
 JUMP_FILE_ORDER = ("AGP", "DNA", "ER", "Mito", "RNA")  # alphabetical, as in cpg0016
 

@@ -5,9 +5,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from paintssl.evaluate import evaluate_model
-from paintssl.metrics_compare import compare_models
-from paintssl.metrics_planted import PlantedDesign, write_planted_profiles
+from paintssl.evaluate.compare import compare_models
+from paintssl.evaluate.model import EvalConfig, evaluate_model
+from tests.planted import PlantedDesign, write_planted_profiles
 
 
 def test_compare_good_model_with_noisy_baseline(tmp_path: Path) -> None:
@@ -17,7 +17,7 @@ def test_compare_good_model_with_noisy_baseline(tmp_path: Path) -> None:
         paths = write_planted_profiles(design, tmp_path / model, seed=0)
         paths.pop("well")
         tables[model], aps[model] = tmp_path / f"{model}.tsv", tmp_path / f"{model}.parquet"
-        evaluate_model(paths, tables[model], null_size=100, seed=0, ap_out=aps[model])
+        evaluate_model(paths, tables[model], EvalConfig(null_size=100), ap_out=aps[model])
     summary, tests = tmp_path / "summary.tsv", tmp_path / "wilcoxon.tsv"
     compare_models(tables, aps, summary, tests, baselines=["noisy"])
     wide = pd.read_csv(summary, sep="\t")

@@ -6,9 +6,9 @@ import pytest
 from harmonypy import compute_lisi
 from sklearn.metrics import silhouette_score
 
-from paintssl.metrics_batch import gaussian_clusters, graph_connectivity, lisi_at_k, silhouettes
-from paintssl.metrics_family import cluster_families
-from paintssl.metrics_knn import (
+from paintssl.evaluate.batch import gaussian_clusters, graph_connectivity, lisi_at_k, silhouettes
+from paintssl.evaluate.family import cluster_families
+from paintssl.evaluate.knn import (
     largest,
     nearest_match_accuracy,
     neighbour_search,

@@ -9,8 +9,8 @@ from copairs.matching import assign_reference_index
 from scipy.stats import ks_2samp
 from statsmodels.stats.multitest import multipletests
 
-from paintssl import metrics_map
-from paintssl.metrics_map import (
+from paintssl.evaluate import map as metrics_map
+from paintssl.evaluate.map import (
     average_precision,
     f1_at_k,
     labeling,

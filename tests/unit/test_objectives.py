@@ -5,12 +5,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from paintssl.backbones import create_backbone, vit_tokens
-from paintssl.objectives import OBJECTIVES, Progress, build_objective
-from paintssl.objectives.dino import DinoObjective, dino_loss
-from paintssl.objectives.mae import masked_patch_loss, patchify, random_masking
-from paintssl.objectives.simclr import nt_xent
-from paintssl.train import TrainConfig, param_groups, restore_checkpoint, save_checkpoint
+from paintssl.pretrain.backbones import create_backbone, vit_tokens
+from paintssl.pretrain.objectives import OBJECTIVES, Progress, build_objective
+from paintssl.pretrain.objectives.dino import DinoObjective, dino_loss
+from paintssl.pretrain.objectives.mae import masked_patch_loss, patchify, random_masking
+from paintssl.pretrain.objectives.simclr import nt_xent
+from paintssl.pretrain.trainer import TrainConfig, param_groups, restore_checkpoint, save_checkpoint
 
 TINY = {
     "dino": {

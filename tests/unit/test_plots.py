@@ -11,20 +11,21 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from paintssl.evaluate import TABLE_COLUMNS
-from paintssl.metrics_planted import PlantedDesign, aggregate_level, planted_wells
-from paintssl.plots import (
+from paintssl.evaluate.table import TABLE_COLUMNS
+from paintssl.figures.plots import (
     OTHER,
+    UmapConfig,
     headline,
     pca_dims,
     plot_f1_at_k,
     plot_gene_families,
     plot_map_vs_nsb,
-    plot_training,
     plot_umap,
     top_labels,
     umap_coordinates,
 )
+from paintssl.figures.training import plot_training_curves
+from tests.planted import PlantedDesign, aggregate_level, planted_wells
 
 
 def assert_figure(png: Path, pdf: Path, min_width: int = 400) -> None:
@@ -81,15 +82,15 @@ def test_top_labels_multilabel_takes_the_most_frequent_top_target() -> None:
 
 
 def test_pca_dims_is_capped_by_features_and_wells() -> None:
-    assert pca_dims(n_wells=10_000, n_features=384) == 200
-    assert pca_dims(n_wells=10_000, n_features=32) == 32
-    assert pca_dims(n_wells=12, n_features=384) == 12
+    assert pca_dims(n_wells=10_000, n_features=384, n_pcs=200) == 200
+    assert pca_dims(n_wells=10_000, n_features=32, n_pcs=200) == 32
+    assert pca_dims(n_wells=12, n_features=384, n_pcs=200) == 12
     assert pca_dims(n_wells=12, n_features=384, n_pcs=5) == 5
 
 
 def test_umap_caps_pcs_and_neighbours_on_small_data(fake_umap: list[dict]) -> None:
     feats = np.random.default_rng(0).standard_normal((20, 300))
-    coords = umap_coordinates(feats, n_pcs=200, n_neighbors=50, min_dist=0.7, seed=3)
+    coords = umap_coordinates(feats, UmapConfig(), seed=3)
     assert coords.shape == (20, 2)
     (call,) = fake_umap
     assert call["input_shape"] == (20, 20)
@@ -101,7 +102,7 @@ def test_umap_caps_pcs_and_neighbours_on_small_data(fake_umap: list[dict]) -> No
 
 def test_umap_rejects_too_few_wells() -> None:
     with pytest.raises(ValueError, match="at least 4 wells"):
-        umap_coordinates(np.ones((3, 10)))
+        umap_coordinates(np.ones((3, 10)), UmapConfig())
 
 
 def test_plot_umap_writes_four_panels(
@@ -110,7 +111,7 @@ def test_plot_umap_writes_four_panels(
     profiles = tmp_path / "well.parquet"
     wells.to_parquet(profiles)
     png, pdf = tmp_path / "umap" / "m_well.png", tmp_path / "umap" / "m_well.pdf"
-    plot_umap(profiles, png, pdf, title="m", n_pcs=200, n_neighbors=50)
+    plot_umap(profiles, png, pdf, UmapConfig(), title="m")
     assert_figure(png, pdf, min_width=1000)
     (call,) = fake_umap
     assert call["input_shape"] == (len(wells), 32)  # 32 planted features < 200 PCs
@@ -121,14 +122,14 @@ def test_plot_umap_without_cell_count_still_draws(
 ) -> None:
     profiles = tmp_path / "well.parquet"
     wells.head(8).drop(columns=["Metadata_cell_count", "Metadata_target"]).to_parquet(profiles)
-    plot_umap(profiles, tmp_path / "u.png", tmp_path / "u.pdf")
+    plot_umap(profiles, tmp_path / "u.png", tmp_path / "u.pdf", UmapConfig())
     assert_figure(tmp_path / "u.png", tmp_path / "u.pdf")
 
 
 @pytest.mark.slow
 def test_real_umap_keeps_planted_replicates_together(wells: pd.DataFrame) -> None:
     feats = wells.filter(like="f_").to_numpy()
-    coords = umap_coordinates(feats, n_neighbors=15, seed=0)
+    coords = umap_coordinates(feats, UmapConfig(n_neighbors=15), seed=0)
     assert coords.shape == (len(wells), 2)
     assert np.isfinite(coords).all()
     trt = (wells["Metadata_pert_type"] == "trt").to_numpy()
@@ -220,7 +221,7 @@ def test_plot_training_writes_png_and_pdf(tmp_path: Path) -> None:
         {"step": s, "epoch": 0, "loss": 5 / (s + 1), "lr": 1e-3, "wd": 0.04} for s in range(20)
     ]
     metrics.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
-    plot_training(metrics, tmp_path / "t.png", tmp_path / "t.pdf")
+    plot_training_curves(metrics, tmp_path / "t.png", tmp_path / "t.pdf")
     image = matplotlib.image.imread(tmp_path / "t.png")
     assert image.shape[1] >= 600
     assert (tmp_path / "t.pdf").read_bytes().startswith(b"%PDF")

@@ -7,10 +7,10 @@ import pandas as pd
 import pytest
 import tifffile
 
-from paintssl import CHANNELS
-from paintssl.images import read_site_tiff
 from paintssl.inputs import InputError
-from paintssl.preprocess import count_nuclei, dna_otsu, preprocess_plate
+from paintssl.preprocess.codec import read_site_tiff
+from paintssl.preprocess.plate import PreprocessConfig, count_nuclei, dna_otsu, preprocess_plate
+from paintssl.tables import CHANNELS
 
 FILE_ORDER = ("Mito", "AGP", "DNA", "RNA", "ER")  # any order; mapped by name
 MANIFEST_DTYPES = {
@@ -80,10 +80,18 @@ def random_plate(n_sites: int = 3, size: int = 32, seed: int = 0) -> dict:
     }
 
 
-def run(tmp_path: Path, load_data: Path, **kwargs) -> tuple[Path, Path]:
+def run(
+    tmp_path: Path,
+    load_data: Path,
+    illum_file: Path | None = None,
+    channels: tuple[str, ...] = CHANNELS,
+    threads: int = 1,
+    **cfg: object,
+) -> tuple[Path, Path]:
     manifest = tmp_path / "out" / "P1" / "manifest.parquet"
     sites = tmp_path / "out" / "P1" / "sites"
-    preprocess_plate(load_data, "S1", "B1", manifest, sites, **kwargs)
+    config = PreprocessConfig(**cfg)
+    preprocess_plate(load_data, "S1", "B1", manifest, sites, config, channels, illum_file, threads)
     return manifest, sites
 
 
@@ -137,11 +145,11 @@ def test_illumination_flattens_the_plate(tmp_path: Path, from_load_data: bool) -
     plate = {("A01", "1"): (flat * field).astype(np.uint16)}
     if from_load_data:  # JUMP's own per-channel illum files named in load_data
         load_data = write_plate(tmp_path / "in", plate, illum=field)
-        manifest_path, _ = run(tmp_path, load_data, illum_from_load_data=True)
+        manifest_path, _ = run(tmp_path, load_data, illum="load_data")
     else:
         load_data = write_plate(tmp_path / "in", plate)
         np.save(tmp_path / "illum.npy", field)
-        manifest_path, _ = run(tmp_path, load_data, illum=tmp_path / "illum.npy")
+        manifest_path, _ = run(tmp_path, load_data, tmp_path / "illum.npy", illum="compute")
     manifest = pd.read_parquet(manifest_path)
     merged = read_site_tiff(manifest_path.parent / manifest.at[0, "path"])
     background = merged[0][flat[0] == 1000.0]

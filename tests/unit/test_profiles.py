@@ -6,16 +6,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from paintssl.profiles import (
-    aggregate_level,
+from paintssl.profiles.aggregate import aggregate_level
+from paintssl.profiles.normalize import (
+    ProfileConfig,
     annotate_wells,
-    feature_columns,
     mad_robustize_per_plate,
     normalize_profiles,
     reduce_for_sphering,
     spherize,
     variance_filter,
 )
+from paintssl.tables import feature_columns, metadata_columns
 
 
 def planted_wells(n_plates: int = 4, n_features: int = 6, seed: int = 0) -> pd.DataFrame:
@@ -107,12 +108,14 @@ def test_annotate_names_wells_missing_from_metadata(tmp_path: Path) -> None:
 
 def test_normalize_profiles_end_to_end(tmp_path: Path) -> None:
     wells = planted_wells(n_plates=4)
-    meta_cols = [c for c in wells.columns if c.startswith("Metadata_")]
+    meta_cols = metadata_columns(wells)
     for plate, df in wells.groupby("Metadata_Plate"):
         df.drop(columns=meta_cols[4:]).to_parquet(tmp_path / f"{plate}.parquet")
     wells[meta_cols].to_parquet(tmp_path / "meta.parquet")
     out = tmp_path / "well.parquet"
-    normalize_profiles(sorted(tmp_path.glob("P*.parquet")), tmp_path / "meta.parquet", out)
+    normalize_profiles(
+        sorted(tmp_path.glob("P*.parquet")), tmp_path / "meta.parquet", out, ProfileConfig()
+    )
     profiles = pd.read_parquet(out)
     assert len(profiles) == len(wells)
     assert np.isfinite(profiles[feature_columns(profiles)].to_numpy()).all()

@@ -13,12 +13,13 @@ import pytest
 import tifffile
 import torch
 
-from paintssl import CHANNELS
-from paintssl.backbones import create_backbone, export_weights
-from paintssl.embed import embed_shard
-from paintssl.images import read_site_tiff
-from paintssl.preprocess import preprocess_plate
-from paintssl.wells import gather_embeddings
+from paintssl.embed.shard import embed_shard
+from paintssl.embed.tiles import EmbedConfig
+from paintssl.embed.wells import gather_embeddings
+from paintssl.preprocess.codec import read_site_tiff
+from paintssl.preprocess.plate import PreprocessConfig, preprocess_plate
+from paintssl.pretrain.backbones import create_backbone, export_weights
+from paintssl.tables import CHANNELS
 from tests.paths import SHARED_DATA
 
 DATA = SHARED_DATA / "jump-rab30-mini"
@@ -58,7 +59,9 @@ def manifests(tmp_path_factory: pytest.TempPathFactory) -> dict[int, pd.DataFram
     for site, (source, batch, plate, *_) in SITES.items():
         load_data = write_jump_plate(root / "raw" / plate, site)
         manifest = root / "images" / plate / "manifest.parquet"
-        preprocess_plate(load_data, source, batch, manifest, manifest.parent / "sites")
+        preprocess_plate(
+            load_data, source, batch, manifest, manifest.parent / "sites", PreprocessConfig()
+        )
         out[site] = pd.read_parquet(manifest).assign(root=str(manifest.parent))
     return out
 
@@ -116,7 +119,9 @@ def test_real_sites_embed_with_a_5_channel_vit(manifests: dict, tmp_path: Path) 
     for site, manifest in manifests.items():
         plate = SITES[site][2]
         shard = tmp_path / f"{plate}-shard.parquet"
-        embed_shard(Path(manifest.at[0, "root"]) / "manifest.parquet", weights, shard, 0, 1)
+        embed_shard(
+            Path(manifest.at[0, "root"]) / "manifest.parquet", weights, shard, 0, EmbedConfig()
+        )
         gather_embeddings([shard], tmp_path / f"{plate}.parquet")
         wells.append(pd.read_parquet(tmp_path / f"{plate}.parquet"))
     table = pd.concat(wells, ignore_index=True)

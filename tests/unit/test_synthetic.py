@@ -11,15 +11,10 @@ import pytest
 import tifffile
 from skimage import filters, measure
 
-from paintssl import CHANNELS
-from paintssl.synthetic import (
-    DMSO_ID,
-    SyntheticConfig,
-    plate_sheet,
-    render_metadata,
-    render_plate,
-    render_site,
-)
+from paintssl.synthetic.config import DMSO_ID, SyntheticConfig
+from paintssl.synthetic.layout import plate_sheet, render_metadata
+from paintssl.synthetic.plate import render_plate, render_site
+from paintssl.tables import CHANNELS
 
 TINY = SyntheticConfig(
     site_size=64,

@@ -1,6 +1,6 @@
 """Learning is real: a short SSL run beats the ViT-S/16 with random weights, over two seeds.
 
-Drives ``benchmarks/bench_learning.py`` (the real workflow) on a CI-sized synthetic dataset:
+Drives ``bench/bench_learning.py`` (the real workflow) on a CI-sized synthetic dataset:
 2 cell lines x 2 sources x 2 batches x 1 plate of 96 wells, 2 sites of 112 px, and the shipped
 tiny model entries of ``config/config.yaml`` unchanged. ``random_vits`` is the ViT-S/16
 baseline at 112 px tiles (the sites are smaller than 224 px); ``random_tiny`` is the tiny
@@ -36,7 +36,7 @@ def test_trained_tiny_models_beat_random_weights_over_two_seeds(tmp_path: Path) 
     config.write_text(CI_CONFIG)
     out = tmp_path / "learning.tsv"
     cmd = [
-        sys.executable, str(REPO / "benchmarks/bench_learning.py"),
+        sys.executable, str(REPO / "bench/bench_learning.py"),
         "--workdir", str(tmp_path / "runs"), "--seeds", "0", "1",
         "--methods", *PERTURBATION_GAIN, "--configfile", str(config), "--out", str(out),
     ]  # fmt: skip

@@ -8,7 +8,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from paintssl.synthetic import SyntheticConfig, plate_sheet, render_metadata, render_plate
+from paintssl.synthetic.config import SyntheticConfig
+from paintssl.synthetic.layout import plate_sheet, render_metadata
+from paintssl.synthetic.plate import render_plate
 
 from .conftest import REPO, TINY, Runner, snakemake
 

@@ -4,7 +4,9 @@ import re
 from snakemake.utils import validate
 
 from paintssl.inputs import read_plate_sheet
-from paintssl.synthetic import SyntheticConfig, plate_sheet
+from paintssl.tables import LEVELS, PROFILE_LEVELS
+from paintssl.synthetic.config import SyntheticConfig
+from paintssl.synthetic.layout import plate_sheet
 
 validate(config, schema="../schemas/config.schema.yaml")
 
@@ -22,7 +24,6 @@ unknown_models = set(RUN_MODELS) - set(MODELS)
 if unknown_models:
     raise ValueError(f"run_models names {sorted(unknown_models)}, not entries of `models`")
 SHARDS = [f"{i:03d}" for i in range(config["embed"]["n_shards"])]
-LEVELS = ["batch", "source", "consensus"]
 
 
 def plates_in_split(split):
@@ -41,7 +42,6 @@ wildcard_constraints:
     plate="|".join(map(re.escape, PLATES.index)),
     model="|".join(map(re.escape, MODELS)),
     shard=r"\d{3}",
-    level="|".join(["well", *LEVELS]),
 
 
 def get_load_data(wildcards):

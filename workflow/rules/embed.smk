@@ -16,9 +16,7 @@ rule embed_shard:
         mem_mb=8000,
         runtime=60,
     params:
-        n_shards=lookup(dpath="embed/n_shards", within=config),
-        batch_size=lookup(dpath="embed/batch_size", within=config),
-        stride=lookup(dpath="embed/stride", within=config),
+        embed={key: config["embed"][key] for key in ("n_shards", "batch_size", "stride")},
     script:
         "../scripts/embed_shard.py"
 
@@ -30,9 +28,14 @@ rule gather_embeddings:
         embeddings="results/embeddings/{model}/{plate}.parquet",
     log:
         "logs/gather_embeddings/{model}/{plate}.log",
+    benchmark:
+        "benchmarks/gather_embeddings/{model}/{plate}.tsv"
     conda:
         "../envs/profiling.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
     params:
-        well_aggregation=lookup(dpath="embed/well_aggregation", within=config),
+        embed={"well_aggregation": config["embed"]["well_aggregation"]},
     script:
         "../scripts/gather_embeddings.py"

@@ -1,6 +1,6 @@
 rule evaluate_model:
     input:
-        **{level: f"results/profiles/{{model}}/{level}.parquet" for level in ["well", *LEVELS]},
+        **{level: f"results/profiles/{{model}}/{level}.parquet" for level in PROFILE_LEVELS},
     output:
         table=report(
             "results/eval/{model}.tsv",
@@ -21,8 +21,9 @@ rule evaluate_model:
         mem_mb=8000,
         runtime=60,
     params:
-        null_size=lookup(dpath="eval/null_size", within=config),
-        max_silhouette=lookup(dpath="eval/max_silhouette", within=config),
+        eval={
+            key: config["eval"][key] for key in ("null_size", "max_silhouette", "max_replicating")
+        },
         seed=lookup(dpath="seed", within=config),
     script:
         "../scripts/evaluate_model.py"

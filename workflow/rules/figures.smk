@@ -32,10 +32,7 @@ rule plot_umap:
         mem_mb=8000,
         runtime=60,
     params:
-        n_pcs=200,
-        n_neighbors=50,
-        min_dist=0.7,
-        top=20,
+        umap=lookup(dpath="figures/umap", within=config),
         seed=lookup(dpath="seed", within=config),
     script:
         "../scripts/plot_umap.py"

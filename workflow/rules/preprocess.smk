@@ -1,37 +1,4 @@
-rule render_synthetic_plate:
-    output:
-        load_data="resources/synthetic/{plate}/load_data.csv",
-        images=directory("resources/synthetic/{plate}/images"),
-    log:
-        "logs/render_synthetic_plate/{plate}.log",
-    benchmark:
-        "benchmarks/render_synthetic_plate/{plate}.tsv"
-    conda:
-        "../envs/preprocess.yaml"
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=30,
-    params:
-        synthetic=lookup(dpath="synthetic", within=config),
-    script:
-        "../scripts/render_synthetic_plate.py"
-
-
-rule render_synthetic_metadata:
-    output:
-        metadata="resources/synthetic/metadata.parquet",
-        truth="resources/synthetic/truth.parquet",
-    log:
-        "logs/render_synthetic_metadata/render_synthetic_metadata.log",
-    conda:
-        "../envs/preprocess.yaml"
-    params:
-        synthetic=lookup(dpath="synthetic", within=config),
-    script:
-        "../scripts/render_synthetic_metadata.py"
-
-
+# Per-plate preprocessing and the validated well metadata: paintssl.inputs, paintssl.preprocess.
 rule validate_metadata:
     input:
         metadata=get_metadata_table,
@@ -39,8 +6,13 @@ rule validate_metadata:
         metadata="results/images/metadata.parquet",
     log:
         "logs/validate_metadata/validate_metadata.log",
+    benchmark:
+        "benchmarks/validate_metadata/validate_metadata.tsv"
     conda:
         "../envs/preprocess.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
     params:
         plates=list(PLATES.index),
     script:
@@ -88,7 +60,6 @@ rule preprocess_plate:
     params:
         labels=get_plate_labels,
         channels=lookup(dpath="channels", within=config),
-        clip_percentiles=lookup(dpath="preprocess/clip_percentiles", within=config),
-        illum_from_load_data=lookup(dpath="preprocess/illum", within=config) == "load_data",
+        preprocess=lookup(dpath="preprocess", within=config),
     script:
         "../scripts/preprocess_plate.py"

@@ -15,7 +15,7 @@ rule normalize_profiles:
         mem_mb=8000,
         runtime=60,
     params:
-        settings=lookup(dpath="profiles", within=config),
+        profiles=lookup(dpath="profiles", within=config),
     script:
         "../scripts/normalize_profiles.py"
 

@@ -3,7 +3,7 @@
 from typing import TYPE_CHECKING
 
 from paintssl.joblog import log_to_file
-from paintssl.profiles import aggregate_profiles
+from paintssl.profiles.aggregate import aggregate_profiles
 
 if TYPE_CHECKING:  # editor/type-checker stub; Snakemake injects the real object
     from snakemake.script import snakemake

@@ -2,8 +2,8 @@
 
 from typing import TYPE_CHECKING
 
+from paintssl.evaluate.compare import compare_models
 from paintssl.joblog import log_to_file
-from paintssl.metrics_compare import compare_models
 
 if TYPE_CHECKING:  # editor/type-checker stub; Snakemake injects the real object
     from snakemake.script import snakemake

@@ -2,8 +2,8 @@
 
 from typing import TYPE_CHECKING
 
-from paintssl.illum import compute_illum
 from paintssl.joblog import log_to_file
+from paintssl.preprocess.illum import compute_illum
 
 if TYPE_CHECKING:  # editor/type-checker stub; Snakemake injects the real object
     from snakemake.script import snakemake

@@ -2,9 +2,10 @@
 
 from typing import TYPE_CHECKING
 
-from paintssl.backbones import resolve_device
-from paintssl.embed import embed_shard
+from paintssl.embed.shard import embed_shard
+from paintssl.embed.tiles import EmbedConfig
 from paintssl.joblog import log_to_file
+from paintssl.pretrain.backbones import resolve_device
 
 if TYPE_CHECKING:  # editor/type-checker stub; Snakemake injects the real object
     from snakemake.script import snakemake
@@ -16,9 +17,7 @@ embed_shard(
     weights=snakemake.input.weights,
     out=snakemake.output.embeddings,
     shard=int(snakemake.wildcards.shard),
-    n_shards=snakemake.params.n_shards,
-    stride=snakemake.params.stride,
-    batch_size=snakemake.params.batch_size,
+    cfg=EmbedConfig(**snakemake.params.embed),
     num_workers=snakemake.threads - 1,
     device=resolve_device(snakemake.resources.gpu),
 )

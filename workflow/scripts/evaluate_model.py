@@ -2,7 +2,7 @@
 
 from typing import TYPE_CHECKING
 
-from paintssl.evaluate import evaluate_model
+from paintssl.evaluate.model import EvalConfig, evaluate_model
 from paintssl.joblog import log_to_file
 
 if TYPE_CHECKING:  # editor/type-checker stub; Snakemake injects the real object
@@ -13,9 +13,8 @@ log_to_file(snakemake.log[0])
 evaluate_model(
     profiles=dict(snakemake.input.items()),
     out_tsv=snakemake.output.table,
-    null_size=snakemake.params.null_size,
+    cfg=EvalConfig(**snakemake.params.eval),
     seed=snakemake.params.seed,
     ap_out=snakemake.output.ap,
     f1_out=snakemake.output.f1,
-    max_silhouette=snakemake.params.max_silhouette,
 )

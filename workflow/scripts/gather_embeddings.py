@@ -2,8 +2,9 @@
 
 from typing import TYPE_CHECKING
 
+from paintssl.embed.tiles import EmbedConfig
+from paintssl.embed.wells import gather_embeddings
 from paintssl.joblog import log_to_file
-from paintssl.wells import gather_embeddings
 
 if TYPE_CHECKING:  # editor/type-checker stub; Snakemake injects the real object
     from snakemake.script import snakemake
@@ -13,5 +14,5 @@ log_to_file(snakemake.log[0])
 gather_embeddings(
     shards=list(snakemake.input.shards),
     out=snakemake.output.embeddings,
-    method=snakemake.params.well_aggregation,
+    method=EmbedConfig(**snakemake.params.embed).well_aggregation,
 )

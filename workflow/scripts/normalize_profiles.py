@@ -3,7 +3,7 @@
 from typing import TYPE_CHECKING
 
 from paintssl.joblog import log_to_file
-from paintssl.profiles import normalize_profiles
+from paintssl.profiles.normalize import ProfileConfig, normalize_profiles
 
 if TYPE_CHECKING:  # editor/type-checker stub; Snakemake injects the real object
     from snakemake.script import snakemake
@@ -14,5 +14,5 @@ normalize_profiles(
     embeddings=list(snakemake.input.embeddings),
     metadata=snakemake.input.metadata,
     out=snakemake.output.profiles,
-    **snakemake.params.settings,
+    cfg=ProfileConfig(**snakemake.params.profiles),
 )

@@ -2,8 +2,8 @@
 
 from typing import TYPE_CHECKING
 
+from paintssl.figures.plots import plot_map_vs_nsb
 from paintssl.joblog import log_to_file
-from paintssl.plots import plot_map_vs_nsb
 
 if TYPE_CHECKING:  # editor/type-checker stub; Snakemake injects the real object
     from snakemake.script import snakemake

@@ -2,15 +2,15 @@
 
 from typing import TYPE_CHECKING
 
+from paintssl.figures.training import plot_training_curves
 from paintssl.joblog import log_to_file
-from paintssl.plots import plot_training
 
 if TYPE_CHECKING:  # editor/type-checker stub; Snakemake injects the real object
     from snakemake.script import snakemake
 
 log_to_file(snakemake.log[0])
 
-plot_training(
+plot_training_curves(
     metrics_jsonl=snakemake.input.metrics,
     out_png=snakemake.output.png,
     out_pdf=snakemake.output.pdf,

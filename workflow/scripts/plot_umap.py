@@ -2,8 +2,8 @@
 
 from typing import TYPE_CHECKING
 
+from paintssl.figures.plots import UmapConfig, plot_umap
 from paintssl.joblog import log_to_file
-from paintssl.plots import plot_umap
 
 if TYPE_CHECKING:  # editor/type-checker stub; Snakemake injects the real object
     from snakemake.script import snakemake
@@ -15,9 +15,6 @@ plot_umap(
     out_png=snakemake.output.png,
     out_pdf=snakemake.output.pdf,
     title=snakemake.wildcards.model,
-    n_pcs=snakemake.params.n_pcs,
-    n_neighbors=snakemake.params.n_neighbors,
-    min_dist=snakemake.params.min_dist,
+    cfg=UmapConfig(**snakemake.params.umap),
     seed=snakemake.params.seed,
-    top=snakemake.params.top,
 )

@@ -3,7 +3,7 @@
 from typing import TYPE_CHECKING
 
 from paintssl.joblog import log_to_file
-from paintssl.preprocess import preprocess_plate
+from paintssl.preprocess.plate import PreprocessConfig, preprocess_plate
 
 if TYPE_CHECKING:  # editor/type-checker stub; Snakemake injects the real object
     from snakemake.script import snakemake
@@ -16,9 +16,8 @@ preprocess_plate(
     batch=snakemake.params.labels["batch"],
     out_manifest=snakemake.output.manifest,
     out_sites=snakemake.output.sites,
+    cfg=PreprocessConfig(**snakemake.params.preprocess),
     channels=snakemake.params.channels,
-    clip_percentiles=tuple(snakemake.params.clip_percentiles),
     illum=snakemake.input.get("illum"),
-    illum_from_load_data=snakemake.params.illum_from_load_data,
     threads=snakemake.threads,
 )

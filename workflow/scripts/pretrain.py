@@ -2,9 +2,9 @@
 
 from typing import TYPE_CHECKING
 
-from paintssl.backbones import resolve_device
 from paintssl.joblog import log_to_file
-from paintssl.pretrain import pretrain
+from paintssl.pretrain.backbones import resolve_device
+from paintssl.pretrain.run import ModelConfig, pretrain
 
 if TYPE_CHECKING:  # editor/type-checker stub; Snakemake injects the real object
     from snakemake.script import snakemake
@@ -14,7 +14,7 @@ log_to_file(snakemake.log[0])
 pretrain(
     manifests=list(snakemake.input.manifests),
     weights=snakemake.output.weights,
-    model=snakemake.params.model,
+    model=ModelConfig(**snakemake.params.model),
     channels=snakemake.params.channels,
     seed=snakemake.params.seed,
     metrics=snakemake.output.metrics,

@@ -3,7 +3,8 @@
 from typing import TYPE_CHECKING
 
 from paintssl.joblog import log_to_file
-from paintssl.synthetic import SyntheticConfig, render_metadata
+from paintssl.synthetic.config import SyntheticConfig
+from paintssl.synthetic.layout import render_metadata
 
 if TYPE_CHECKING:  # editor/type-checker stub; Snakemake injects the real object
     from snakemake.script import snakemake

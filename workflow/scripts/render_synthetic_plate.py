@@ -3,7 +3,8 @@
 from typing import TYPE_CHECKING
 
 from paintssl.joblog import log_to_file
-from paintssl.synthetic import SyntheticConfig, render_plate
+from paintssl.synthetic.config import SyntheticConfig
+from paintssl.synthetic.plate import render_plate
 
 if TYPE_CHECKING:  # editor/type-checker stub; Snakemake injects the real object
     from snakemake.script import snakemake

@@ -1,0 +1,66 @@
+"""Tiles of a site and shards of a plate (numpy only: no torch import)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from paintssl.preprocess.codec import cell_mask, has_cells
+from paintssl.tables import SITE_KEYS
+
+
+@dataclass(frozen=True)
+class EmbedConfig:
+    """The ``embed`` section of the config.
+
+    Attributes
+    ----------
+    n_shards : jobs per model and plate (contiguous blocks of sites).
+    batch_size : tiles per forward pass.
+    stride : tile stride in pixels; None = the model's tile size (no overlap).
+    well_aggregation : ``two_stage`` (tiles -> sites -> wells) or ``flat`` (tiles -> wells).
+    """
+
+    n_shards: int = 1
+    batch_size: int = 128
+    stride: int | None = None
+    well_aggregation: Literal["two_stage", "flat"] = "two_stage"
+
+
+def tile_origins(height: int, width: int, tile: int, stride: int) -> list[tuple[int, int]]:
+    """Top-left corners of the full tiles of a site; partial edge tiles are dropped."""
+    if height < tile or width < tile:
+        raise ValueError(f"site of {height}x{width} px is smaller than the {tile} px tile")
+    return [
+        (y, x)
+        for y in range(0, height - tile + 1, stride)
+        for x in range(0, width - tile + 1, stride)
+    ]
+
+
+def site_tiles(
+    image: np.ndarray, dna_index: int, otsu: float, tile: int, stride: int
+) -> np.ndarray:
+    """Cut a (C, H, W) site into tiles with cells (the cell rule); else keep the central tile.
+
+    Returns an array of shape (T, C, tile, tile) with T >= 1.
+    """
+    _, height, width = image.shape
+    origins = tile_origins(height, width, tile, stride)
+    cells = cell_mask(image[dna_index], otsu)
+    kept = [(y, x) for y, x in origins if has_cells(cells[y : y + tile, x : x + tile])]
+    if not kept:
+        kept = [((height - tile) // 2, (width - tile) // 2)]
+    return np.stack([image[:, y : y + tile, x : x + tile] for y, x in kept])
+
+
+def shard_rows(sites: pd.DataFrame, shard: int, n_shards: int) -> pd.DataFrame:
+    """Contiguous, near-equal block ``shard`` of the sites sorted by well and site."""
+    if not 0 <= shard < n_shards:
+        raise ValueError(f"shard {shard} is outside 0..{n_shards - 1}")
+    ordered = sites.sort_values(list(SITE_KEYS), ignore_index=True)
+    bounds = np.linspace(0, len(ordered), n_shards + 1).round().astype(int)
+    return ordered.iloc[bounds[shard] : bounds[shard + 1]]

@@ -1,0 +1,148 @@
+"""Training data: preprocessed sites from manifests -> normalised multi-crop views.
+
+Batches are a pure function of ``(seed, step)``: the site order is a fixed permutation per
+pass over the data, and every sample gets its own generator seeded from ``(seed, step, slot)``.
+A resumed run therefore sees exactly the data an uninterrupted run would have seen, whatever
+the number of DataLoader workers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from paintssl.preprocess.codec import cell_mask, read_scaled_site
+from paintssl.tables import CHANNELS, DNA
+
+ViewTransform = Callable[[torch.Tensor, torch.Tensor, torch.Generator], list[torch.Tensor]]
+"""(site (C, H, W) in [0, 1], cell mask (H, W), generator) -> list of views in [0, 1]."""
+
+
+def read_sites(manifests: Sequence[str | Path], channels: Sequence[str]) -> pd.DataFrame:
+    """Rows of all manifests with absolute image paths; refuse other channel orders."""
+    tables = []
+    expected = ",".join(channels)
+    for manifest in manifests:
+        sites = pd.read_parquet(manifest, columns=["path", "channels", "dna_otsu"])
+        wrong = sorted(set(sites["channels"]) - {expected})
+        if wrong:
+            raise ValueError(
+                f"{manifest}: images have channels {wrong}, expected '{expected}'; "
+                "preprocess with the same `channels` as the pretraining run"
+            )
+        root = Path(manifest).parent
+        tables.append(sites.assign(path=[str(root / p) for p in sites["path"]]))
+    if not tables or sum(map(len, tables)) == 0:
+        raise ValueError(f"no training sites in manifests {list(map(str, manifests))}")
+    return pd.concat(tables, ignore_index=True)
+
+
+def sample_seed(seed: int, step: int, slot: int) -> int:
+    """Seed of the generator for sample ``slot`` of global batch ``step``."""
+    return int(np.random.SeedSequence([seed, step, slot]).generate_state(1)[0])
+
+
+class SiteViews(Dataset):
+    """Sites of the training plates; item ``(index, seed)`` is that site's normalised views."""
+
+    def __init__(
+        self,
+        manifests: Sequence[str | Path],
+        transform: ViewTransform,
+        mean: Sequence[float],
+        std: Sequence[float],
+        channels: Sequence[str] = CHANNELS,
+    ) -> None:
+        if DNA not in channels:
+            raise ValueError(f"channels {list(channels)} lack {DNA!r}, needed for cell-aware crops")
+        self.sites = read_sites(manifests, channels)
+        self.transform = transform
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
+        self.dna_index = list(channels).index(DNA)
+
+    def __len__(self) -> int:
+        return len(self.sites)
+
+    def load(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Site ``index`` as (C, H, W) float in [0, 1] and its cell mask (the cell rule)."""
+        row = self.sites.iloc[index]
+        image = torch.from_numpy(read_scaled_site(row["path"]))
+        cells = cell_mask(image[self.dna_index], float(row["dna_otsu"]))
+        return image, cells
+
+    def __getitem__(self, key: tuple[int, int]) -> list[torch.Tensor]:
+        index, seed = key
+        image, cells = self.load(index)
+        gen = torch.Generator().manual_seed(seed)
+        return [(view - self.mean) / self.std for view in self.transform(image, cells, gen)]
+
+
+class StepBatches(Sampler):
+    """Batch sampler over steps ``start..total-1``: this rank's ``(index, seed)`` keys.
+
+    The global sample stream concatenates one permutation of the sites per pass (seeded by
+    ``(seed, pass)``); step ``s`` takes stream positions ``[s * B, (s + 1) * B)`` and rank
+    ``r`` of ``W`` takes the ``r``-th of ``W`` equal slices.
+    """
+
+    def __init__(
+        self,
+        n_items: int,
+        batch_size: int,
+        seed: int,
+        start: int,
+        total: int,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        if batch_size % world_size:
+            raise ValueError(f"batch_size {batch_size} is not divisible by {world_size} processes")
+        self.n_items, self.batch_size, self.seed = n_items, batch_size, seed
+        self.start, self.total = start, total
+        self.local = batch_size // world_size
+        self.offset = rank * self.local
+        self._perm_pass, self._perm = -1, np.arange(0)
+
+    def __len__(self) -> int:
+        return max(self.total - self.start, 0)
+
+    def _index(self, position: int) -> int:
+        data_pass, within = divmod(position, self.n_items)
+        if data_pass != self._perm_pass:
+            rng = np.random.default_rng([self.seed, data_pass])
+            self._perm_pass, self._perm = data_pass, rng.permutation(self.n_items)
+        return int(self._perm[within])
+
+    def batch(self, step: int) -> list[tuple[int, int]]:
+        """This rank's keys of global batch ``step``."""
+        slots = range(self.offset, self.offset + self.local)
+        return [
+            (self._index(step * self.batch_size + s), sample_seed(self.seed, step, s))
+            for s in slots
+        ]
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        for step in range(self.start, self.total):
+            yield self.batch(step)
+
+
+def step_loader(
+    dataset: SiteViews | Dataset,
+    sampler: StepBatches,
+    num_workers: int = 0,
+    pin_memory: bool = False,
+) -> DataLoader:
+    """DataLoader yielding lists of batched views, one per step of ``sampler``."""
+    return DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        persistent_workers=False,
+    )

@@ -1,0 +1,117 @@
+"""Pretraining entry point: build a backbone, train it (or not) and export ``weights.pt``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from paintssl.pretrain.backbones import create_backbone, export_weights
+from paintssl.pretrain.data import SiteViews
+from paintssl.pretrain.objectives import build_objective, objective_class
+from paintssl.pretrain.trainer import TrainConfig, is_main_process, train
+from paintssl.tables import CHANNELS
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """One ``config["models"]`` entry, as validated by the config schema.
+
+    Attributes
+    ----------
+    method : ``random`` (export the seeded initialisation untrained) or a key of
+        ``OBJECTIVES``.
+    backbone : timm model name, built with ``pretrained=False``.
+    img_size : side of training crops and embedding tiles in pixels.
+    backbone_kwargs : extra ``timm.create_model`` arguments (e.g. ``patch_size``).
+    method_params : objective ``__init__`` arguments.
+    train : ``TrainConfig`` fields.
+    """
+
+    method: str
+    backbone: str
+    img_size: int
+    backbone_kwargs: Mapping[str, object] = field(default_factory=dict)
+    method_params: Mapping[str, object] = field(default_factory=dict)
+    train: Mapping[str, object] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.method == "random" and (self.method_params or self.train):
+            raise ValueError("method 'random' trains nothing: remove method_params and train")
+
+
+def channel_stats(
+    manifests: Sequence[str | Path], channels: Sequence[str] = CHANNELS
+) -> tuple[list[float], list[float]]:
+    """Pooled per-channel mean and std of the scaled [0, 1] training images.
+
+    Uses the per-site ``mean_<Ch>``/``std_<Ch>`` manifest columns (equal-sized sites are
+    weighted by pixel count), so no image is read again.
+    """
+    sites = pd.concat([pd.read_parquet(m) for m in manifests], ignore_index=True)
+    pixels = (sites["height"] * sites["width"]).to_numpy(dtype=float)
+    means, stds = [], []
+    for ch in channels:
+        mean, std = sites[f"mean_{ch}"].to_numpy(), sites[f"std_{ch}"].to_numpy()
+        pooled_mean = np.average(mean, weights=pixels)
+        pooled_var = np.average(std**2 + (mean - pooled_mean) ** 2, weights=pixels)
+        means.append(float(pooled_mean))
+        stds.append(float(max(np.sqrt(pooled_var), 1e-6)))
+    return means, stds
+
+
+def pretrain(
+    manifests: Sequence[str | Path],
+    weights: str | Path,
+    model: ModelConfig,
+    channels: Sequence[str] = CHANNELS,
+    seed: int = 0,
+    metrics: str | Path | None = None,
+    ckpt: str | Path | None = None,
+    device: str = "cpu",
+    num_workers: int = 0,
+) -> None:
+    """Train one configured model run and export its backbone to ``weights``.
+
+    Parameters
+    ----------
+    manifests : per-plate manifests of the training plates.
+    weights : output ``weights.pt`` (``paintssl.pretrain.backbones.export_weights`` format).
+    model : the model entry.
+    channels : channel names, in the manifests' order.
+    seed : seeds the initialisation and, unless ``train.seed`` is set, the training run.
+    metrics : JSON-lines metrics (default: ``metrics.jsonl`` beside ``weights``).
+    ckpt : resume checkpoint, outside Snakemake's outputs (default: ``ckpt/last.pt`` beside).
+    device : ``cpu`` or ``cuda`` (torchrun ranks use their ``LOCAL_RANK`` GPU).
+    num_workers : DataLoader worker processes, unless ``train.num_workers`` is set.
+    """
+    mean, std = channel_stats(manifests, channels)
+    log.info("channel mean %s std %s from %d manifests", mean, std, len(manifests))
+    name, img_size, method = model.backbone, int(model.img_size), model.method
+    kwargs = dict(model.backbone_kwargs)
+    if method != "random":
+        kwargs.update(objective_class(method).backbone_kwargs)
+    torch.manual_seed(seed)
+    backbone = create_backbone(name, img_size=img_size, in_chans=len(channels), **kwargs)
+    if method != "random":
+        objective = build_objective(method, backbone, dict(model.method_params))
+        run = {"seed": seed, "num_workers": num_workers, **model.train}
+        cfg = TrainConfig.from_dict(run)
+        dataset = SiteViews(manifests, objective.view_transform(), mean, std, channels)
+        weights_dir = Path(weights).parent
+        metrics = Path(metrics) if metrics else weights_dir / "metrics.jsonl"
+        ckpt = Path(ckpt) if ckpt else weights_dir / "ckpt" / "last.pt"
+        hp = train(objective, dataset, cfg, ckpt, metrics, device)
+        log.info("trained %s for %d steps: %s", method, hp.total_steps, hp)
+        backbone = objective.export_backbone()
+    elif metrics:
+        Path(metrics).write_text("")  # nothing trained, nothing to log
+    if is_main_process():
+        export_weights(weights, backbone, name, img_size, channels, mean, std, kwargs)

@@ -1,0 +1,187 @@
+"""Well profiles from embeddings: annotate, variance filter, sphere, robustize, correct."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from pycytominer import normalize
+from sklearn.decomposition import PCA
+
+from paintssl.tables import (
+    ANNOTATION_KEYS,
+    BATCH,
+    PERT_TYPE,
+    PLATE,
+    SOURCE,
+    feature_columns,
+    metadata_columns,
+    write_parquet,
+)
+
+log = logging.getLogger(__name__)
+
+NEGCON_QUERY = f"{PERT_TYPE} == 'negcon'"
+
+
+@dataclass(frozen=True)
+class ProfileConfig:
+    """The ``profiles`` section of the config: which normalisation steps run, and how.
+
+    Attributes
+    ----------
+    variance_threshold : drop features with variance <= this in negcon wells or in treatments.
+    sphering : ZCA-cor sphering fitted on the negative controls.
+    sphering_max_dims : PCA to at most this many dimensions first (None: half the negcons).
+    sphering_epsilon : regularisation of the sphering transform.
+    harmony : Harmony correction on ``Metadata_Batch`` after normalisation.
+    harmony_clusters, harmony_iterations : Harmony's settings.
+    """
+
+    variance_threshold: float = 1e-5
+    sphering: bool = True
+    sphering_max_dims: int | None = None
+    sphering_epsilon: float = 1e-6
+    harmony: bool = False
+    harmony_clusters: int = 300
+    harmony_iterations: int = 20
+
+
+def annotate_wells(embeddings: Sequence[str | Path], metadata: pd.DataFrame) -> pd.DataFrame:
+    """Join per-plate well embeddings with the validated well metadata table.
+
+    Wells without metadata are an error naming them (a plate map that does not match
+    the images); metadata wells without images are dropped with a log line.
+    """
+    wells = pd.concat([pd.read_parquet(p) for p in embeddings], ignore_index=True)
+    keys = list(ANNOTATION_KEYS)
+    meta = metadata.drop(columns=[SOURCE, BATCH], errors="ignore")
+    merged = wells.merge(meta, on=keys, how="left", indicator=True, validate="one_to_one")
+    orphans = merged.loc[merged["_merge"] == "left_only", keys]
+    if len(orphans):
+        raise ValueError(
+            f"{len(orphans)} imaged wells have no row in the metadata table, e.g. "
+            f"{orphans.head(3).to_dict('records')}; add them to the metadata file"
+        )
+    log.info("annotated %d wells from %d plates", len(merged), wells[PLATE].nunique())
+    return merged[metadata_columns(merged) + feature_columns(wells)]
+
+
+def variance_filter(df: pd.DataFrame, threshold: float = 1e-5) -> pd.DataFrame:
+    """Drop features whose variance is <= ``threshold`` in negative controls or in treatments."""
+    features = feature_columns(df)
+    is_negcon = df[PERT_TYPE] == "negcon"
+    low = (df.loc[is_negcon, features].var() <= threshold) | (
+        df.loc[~is_negcon, features].var() <= threshold
+    )
+    log.info("variance filter drops %d of %d features", int(low.sum()), len(features))
+    return df.drop(columns=low.index[low])
+
+
+def reduce_for_sphering(df: pd.DataFrame, max_dims: int | None, seed: int = 0) -> pd.DataFrame:
+    """PCA (fit on all wells) to at most ``max_dims`` components before sphering.
+
+    pycytominer's sphering is fitted on negative controls only; with fewer controls
+    than features its whitening discards every direction the controls do not span.
+    ``max_dims=None`` picks half the number of negative-control wells.
+    """
+    features = feature_columns(df)
+    n_negcon = int((df[PERT_TYPE] == "negcon").sum())
+    dims = max_dims if max_dims is not None else max(2, n_negcon // 2)
+    if dims >= len(features):
+        return df
+    log.info(
+        "PCA %d -> %d features before sphering (%d negcon wells)", len(features), dims, n_negcon
+    )
+    pcs = PCA(n_components=dims, random_state=seed).fit_transform(df[features].to_numpy())
+    columns = [f"pc_{i:04d}" for i in range(dims)]
+    return pd.concat(
+        [df.drop(columns=features).reset_index(drop=True), pd.DataFrame(pcs, columns=columns)],
+        axis=1,
+    )
+
+
+def spherize(df: pd.DataFrame, epsilon: float = 1e-6) -> pd.DataFrame:
+    """ZCA-cor sphering fitted on all negative-control wells (pycytominer)."""
+    return normalize(
+        df,
+        features=feature_columns(df),
+        meta_features=metadata_columns(df),
+        samples=NEGCON_QUERY,
+        method="spherize",
+        spherize_method="ZCA-cor",
+        spherize_epsilon=epsilon,
+        output_type=None,
+    )
+
+
+def mad_robustize_per_plate(df: pd.DataFrame) -> pd.DataFrame:
+    """Per-plate robust z-score (median, MAD) over all wells of the plate (pycytominer)."""
+    plates = [
+        normalize(
+            plate,
+            features=feature_columns(df),
+            meta_features=metadata_columns(df),
+            samples="all",
+            method="mad_robustize",
+            output_type=None,
+        )
+        for _, plate in df.groupby(PLATE, sort=True)
+    ]
+    return pd.concat(plates, ignore_index=True)
+
+
+def harmony_correct(
+    df: pd.DataFrame, key: str = BATCH, n_clusters: int = 300, max_iter: int = 20
+) -> pd.DataFrame:
+    """Harmony batch correction on ``key`` (harmonypy), as in jump-profiling-recipe."""
+    import harmonypy
+
+    features = feature_columns(df)
+    n_clusters = min(n_clusters, max(2, len(df) // 30))
+    result = harmonypy.run_harmony(
+        df[features].to_numpy(dtype=np.float64),
+        df[[key]],
+        [key],
+        nclust=n_clusters,
+        max_iter_harmony=max_iter,
+        random_state=0,
+    )
+    corrected = np.asarray(result.Z_corr)
+    if corrected.shape != (len(df), len(features)):
+        corrected = corrected.T
+    return df.assign(**dict(zip(features, corrected.T, strict=True)))
+
+
+def drop_nonfinite_features(df: pd.DataFrame) -> pd.DataFrame:
+    """Drop features that normalisation made non-finite (e.g. MAD 0 on one plate)."""
+    features = feature_columns(df)
+    bad = ~np.isfinite(df[features].to_numpy()).all(axis=0)
+    if bad.any():
+        log.warning("dropping %d non-finite features after normalisation", int(bad.sum()))
+    return df.drop(columns=np.asarray(features)[bad])
+
+
+def normalize_profiles(
+    embeddings: Sequence[str | Path],
+    metadata: str | Path,
+    out: str | Path,
+    cfg: ProfileConfig,
+) -> None:
+    """Annotated, normalised well profiles of one model, written to ``out``.
+
+    Steps: join metadata, variance filter, (PCA and) ZCA-cor sphering on negative
+    controls, per-plate MAD robustize, optional Harmony on batch.
+    """
+    df = annotate_wells(embeddings, pd.read_parquet(metadata))
+    df = variance_filter(df, cfg.variance_threshold)
+    if cfg.sphering:
+        df = spherize(reduce_for_sphering(df, cfg.sphering_max_dims), cfg.sphering_epsilon)
+    df = drop_nonfinite_features(mad_robustize_per_plate(df))
+    if cfg.harmony:
+        df = harmony_correct(df, n_clusters=cfg.harmony_clusters, max_iter=cfg.harmony_iterations)
+    write_parquet(df, out)
