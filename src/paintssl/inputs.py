@@ -25,6 +25,7 @@ from paintssl.tables import (
     SITE,
     TARGET,
     WELL,
+    write_parquet,
 )
 
 log = logging.getLogger(__name__)
@@ -319,3 +320,8 @@ def read_metadata(path: str | Path, plates: Sequence[str]) -> pd.DataFrame:
         if col not in table.columns:
             table[col] = pd.Series(None, index=table.index, dtype="str")
     return table.reset_index(drop=True)
+
+
+def validate_metadata(path: str | Path, plates: Sequence[str], out: str | Path) -> None:
+    """Validate the well metadata table (:func:`read_metadata`) and store it as Parquet."""
+    write_parquet(read_metadata(path, plates), out)

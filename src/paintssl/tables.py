@@ -34,6 +34,7 @@ GENE = "Metadata_gene"
 GENE_FAMILY = "Metadata_gene_family"
 CELL_COUNT = "Metadata_cell_count"
 N_TILES = "Metadata_n_tiles"
+N_WELLS = "Metadata_n_wells"
 
 LOAD_DATA_KEYS: tuple[str, ...] = (PLATE, WELL, SITE)
 """What identifies a site in a plate's ``load_data.csv`` and in its manifest."""
@@ -59,12 +60,12 @@ PERTURBATION_COLUMNS: tuple[str, ...] = (PERT_TYPE, TARGET, GENE, GENE_FAMILY)
 
 
 def is_metadata(column: object) -> bool:
-    """True for ``Metadata_*`` columns."""
+    """Return True for ``Metadata_*`` columns."""
     return str(column).startswith(METADATA_PREFIX)
 
 
 def metadata_columns(df: pd.DataFrame) -> list[str]:
-    """The ``Metadata_*`` columns of ``df``, in table order."""
+    """Return the ``Metadata_*`` columns of ``df``, in table order."""
     return [c for c in df.columns if is_metadata(c)]
 
 

@@ -1,5 +1,6 @@
 """Image I/O, plate streaming, histogram percentiles and clipping/scaling."""
 
+import json
 import time
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 import tifffile
 
 from paintssl.inputs import InputError
-from paintssl.preprocess.codec import read_site_tiff, site_tiff_channels, to_uint16, write_site_tiff
+from paintssl.preprocess.codec import read_site_tiff, to_uint16, write_site_tiff
 from paintssl.preprocess.images import (
     channel_histograms,
     histogram_percentiles,
@@ -57,7 +58,8 @@ def test_site_tiff_round_trip(tmp_path: Path) -> None:
     channels = ["DNA", "ER", "RNA", "AGP", "Mito"]
     write_site_tiff(tmp_path / "s.tiff", image, channels)
     np.testing.assert_array_equal(read_site_tiff(tmp_path / "s.tiff"), image)
-    assert site_tiff_channels(tmp_path / "s.tiff") == channels
+    with tifffile.TiffFile(tmp_path / "s.tiff") as tif:
+        assert json.loads(tif.pages[0].description)["channels"] == channels
     with pytest.raises(ValueError, match="uint16"):
         write_site_tiff(tmp_path / "t.tiff", image.astype(np.float32), channels)
 

@@ -219,3 +219,26 @@ def test_embed_gather_modules_do_not_import_torch() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO
     )
     assert result.stdout.strip() == "False", result.stderr
+
+
+RULE_DIRECTIVES = ("log:", "benchmark:", "conda:", "resources:")
+
+
+def test_every_rule_has_log_benchmark_conda_and_resources() -> None:
+    missing = []
+    for path in sorted((REPO / "workflow/rules").glob("*.smk")):
+        for block in ("\n" + path.read_text()).split("\nrule ")[1:]:
+            name = block.split(":", 1)[0]
+            lacking = [d for d in RULE_DIRECTIVES if f"\n    {d}" not in block]
+            missing += [f"{path.name}: rule {name} lacks {', '.join(lacking)}"] if lacking else []
+    assert not missing, "\n".join(missing)
+
+
+def test_every_rule_has_a_script_named_after_it() -> None:
+    rules = [
+        block.split(":", 1)[0]
+        for path in (REPO / "workflow/rules").glob("*.smk")
+        for block in ("\n" + path.read_text()).split("\nrule ")[1:]
+    ]
+    scripts = {p.stem for p in (REPO / "workflow/scripts").glob("*.py")}
+    assert set(rules) == scripts

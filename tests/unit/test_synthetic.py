@@ -13,7 +13,7 @@ from skimage import filters, measure
 
 from paintssl.synthetic.config import DMSO_ID, SyntheticConfig
 from paintssl.synthetic.layout import plate_sheet, render_metadata
-from paintssl.synthetic.plate import render_plate, render_site
+from paintssl.synthetic.plate import plate_context, render_plate, render_site
 from paintssl.tables import CHANNELS
 
 TINY = SyntheticConfig(
@@ -109,7 +109,8 @@ def test_rendering_is_deterministic_by_seed(
     assert folder_bytes(tmp_path / plate) == folder_bytes(root / plate)
     other = SyntheticConfig(**asdict(TINY) | {"seed": 1})
     assert not np.array_equal(
-        render_site(TINY, plate, "B02", 1), render_site(other, plate, "B02", 1)
+        render_site(plate_context(TINY, plate), "B02", 1),
+        render_site(plate_context(other, plate), "B02", 1),
     )
     for i, cfg in enumerate((TINY, TINY, other)):
         render_metadata(cfg, tmp_path / f"meta_{i}.parquet", tmp_path / f"truth_{i}.parquet")
@@ -129,7 +130,9 @@ def test_channels_map_by_name_across_sources(
     for plate, load_data in load_datas.items():
         orders.add(tuple(c for c in load_data.columns if c.startswith("FileName_Orig")))
         row = load_data.iloc[7]
-        expected = render_site(TINY, plate, row["Metadata_Well"], int(row["Metadata_Site"]))
+        expected = render_site(
+            plate_context(TINY, plate), row["Metadata_Well"], int(row["Metadata_Site"])
+        )
         for c, channel in enumerate(CHANNELS):
             image = read_channel(root / plate / "load_data.csv", row, channel)
             np.testing.assert_array_equal(image, expected[c])
@@ -140,7 +143,7 @@ def test_channels_map_by_name_across_sources(
 @pytest.mark.parametrize("plate", ["src01_b01_p01", "src03_b01_p01"])
 def test_dna_channel_shows_nuclei(plate: str) -> None:
     cfg = SyntheticConfig(site_size=224, sites_per_well=1)
-    image = render_site(cfg, plate, "C05", 1).astype(float)
+    image = render_site(plate_context(cfg, plate), "C05", 1).astype(float)
     dna, agp = image[CHANNELS.index("DNA")], image[CHANNELS.index("AGP")]
     nuclei = measure.label(dna > filters.threshold_otsu(dna))
     props = [p for p in measure.regionprops(nuclei) if p.area >= 20]
@@ -153,7 +156,7 @@ def test_dna_channel_shows_nuclei(plate: str) -> None:
 def test_raw_intensities_differ_between_sources(tmp_path: Path) -> None:
     sheet = plate_sheet(TINY, tmp_path)
     plates = sheet.drop_duplicates("source")["plate"].tolist()
-    peaks = [np.percentile(render_site(TINY, p, "D06", 1), 99.9) for p in plates]
+    peaks = [np.percentile(render_site(plate_context(TINY, p), "D06", 1), 99.9) for p in plates]
     assert all(200 < p < 65535 for p in peaks)
     assert max(peaks) / min(peaks) > 1.5
 
@@ -231,7 +234,9 @@ def test_invalid_configs_and_plates_are_rejected() -> None:
     with pytest.raises(ValueError, match="site_size"):
         SyntheticConfig(site_size=16)
     with pytest.raises(ValueError, match=r"valid: src01_b01_p01"):
-        render_site(TINY, "no_such_plate", "A01", 1)
+        plate_context(TINY, "no_such_plate")
+    with pytest.raises(ValueError, match="no site 9"):
+        render_site(plate_context(TINY, "src01_b01_p01"), "A01", 9)
     with pytest.raises(ValueError, match="valid"):
         render_plate(TINY, "no_such_plate", "x/load_data.csv", "x/images")
     assert SyntheticConfig(cell_lines=["A549"]).cell_lines == ("A549",)  # YAML lists accepted

@@ -2,7 +2,7 @@
 
 from typing import TYPE_CHECKING
 
-from paintssl.inputs import read_metadata
+from paintssl.inputs import validate_metadata
 from paintssl.joblog import log_to_file
 
 if TYPE_CHECKING:  # editor/type-checker stub; Snakemake injects the real object
@@ -10,6 +10,8 @@ if TYPE_CHECKING:  # editor/type-checker stub; Snakemake injects the real object
 
 log_to_file(snakemake.log[0])
 
-read_metadata(snakemake.input.metadata, plates=snakemake.params.plates).to_parquet(
-    snakemake.output.metadata, index=False
+validate_metadata(
+    path=snakemake.input.metadata,
+    plates=snakemake.params.plates,
+    out=snakemake.output.metadata,
 )

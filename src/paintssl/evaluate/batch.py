@@ -130,17 +130,25 @@ def inverse_simpson(prob: np.ndarray, neighbour_labels: np.ndarray) -> np.ndarra
 
 
 def lisi_at_k(
-    distances: np.ndarray, neighbours: np.ndarray, labels: pd.Series, k: int
+    distances: np.ndarray,
+    neighbours: np.ndarray,
+    labels: pd.Series,
+    k: int,
+    kernel: np.ndarray | None = None,
 ) -> np.ndarray:
-    """LISI on ``k`` neighbours at perplexity ``k / 3`` (harmonypy's ``compute_lisi``)."""
-    prob = lisi_probabilities(distances[:, :k], k / 3)
+    """LISI on ``k`` neighbours at perplexity ``k / 3`` (harmonypy's ``compute_lisi``).
+
+    ``kernel`` is ``lisi_probabilities(distances[:, :k], k / 3)`` when already computed
+    (it depends on the neighbours only, so labelings of the same profiles share it).
+    """
+    prob = lisi_probabilities(distances[:, :k], k / 3) if kernel is None else kernel
     return inverse_simpson(prob, pd.factorize(labels)[0][neighbours[:, :k]])
 
 
 def gaussian_clusters(
     labels: pd.Series, n_features: int, seed: int, separation: float = 100.0
 ) -> np.ndarray:
-    """Unit Gaussian clouds, one per label, centres ``separation`` apart (no overlap)."""
+    """Return unit Gaussian clouds, one per label, centres ``separation`` apart (no overlap)."""
     rng = np.random.default_rng(seed)
     codes, uniques = pd.factorize(labels)
     centres = rng.standard_normal((len(uniques), n_features))
@@ -167,14 +175,11 @@ def effect_metrics(
     for labels, silhouette in zip(
         label_sets, silhouettes(feats, label_sets, max_silhouette, seed), strict=True
     ):
-        codes = pd.factorize(labels)[0]
         values = [("silhouette", silhouette)]
         values += [
             (f"graph_connectivity_k{k}", graph_connectivity(neighbours, labels, k)) for k in gc_ks
         ]
-        values += [
-            (f"lisi_k{k}", float(np.nanmean(inverse_simpson(kernels[k], codes[neighbours[:, :k]]))))
-            for k in lisi_ks
-        ]  # fmt: skip
+        lisi = {k: lisi_at_k(distances, neighbours, labels, k, kernels[k]) for k in lisi_ks}
+        values += [(f"lisi_k{k}", float(np.nanmean(lisi[k]))) for k in lisi_ks]
         out.append(values)
     return out

@@ -36,7 +36,7 @@ def side_by_side(tables: Mapping[str, str | Path]) -> pd.DataFrame:
 
 
 def reference_model(wide: pd.DataFrame, candidates: Sequence[str]) -> str:
-    """The candidate with the highest mean observed perturbation mAP over settings."""
+    """Return the candidate with the highest mean observed perturbation mAP over settings."""
     observed = wide[(wide["metric"] == REFERENCE_METRIC) & (wide["variant"] == "observed")]
     scores = observed[list(candidates)].mean().fillna(-np.inf)
     return str(scores.idxmax())

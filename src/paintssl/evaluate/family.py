@@ -31,8 +31,11 @@ def select_families(
     max_size: int = MAX_FAMILY,
     top: int = TOP_FAMILIES,
 ) -> np.ndarray:
-    """Row positions of the genes in the ``top`` families (of ``min_size``-``max_size``
-    profiles) with the highest mean within-family Pearson correlation."""
+    """Return the rows of the genes in the ``top`` most coherent families.
+
+    Families of ``min_size``-``max_size`` profiles are ranked by their mean within-family
+    Pearson correlation.
+    """
     families = meta[GENE_FAMILY].astype("string")
     sizes = families.map(families.value_counts())
     eligible = families.notna() & sizes.between(min_size, max_size)

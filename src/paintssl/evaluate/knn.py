@@ -54,7 +54,7 @@ def similarity_blocks(
 
 
 def neighbour_search(feats: np.ndarray, k: int, groups: np.ndarray | None = None) -> Neighbours:
-    """The ``k`` nearest neighbours (cosine) of every row, in one pass over the matrix.
+    """Return the ``k`` nearest neighbours (cosine) of every row, in one pass over the matrix.
 
     With ``groups`` (integer codes, e.g. well-separated clusters) each group is first
     searched within itself; a profile keeps that result when its k-th neighbour is provably
@@ -123,7 +123,7 @@ def largest(sims: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def separated(unit: np.ndarray, groups: np.ndarray, kth_similarity: np.ndarray) -> np.ndarray:
-    """True where no profile of another group can be as similar as ``kth_similarity``.
+    """Return True where no profile of another group can be as similar as ``kth_similarity``.
 
     A group lies within angle r of its mean direction c, so a profile at angle a from c is
     at least a - r away from every member (cosine <= cos(max(a - r, 0))).
@@ -154,7 +154,7 @@ def label_matrix(labels: pd.Series, multilabel: bool) -> sparse.csr_matrix:
 def allowed(
     queries: np.ndarray, candidates: np.ndarray, pool: np.ndarray, excluded: Sequence[np.ndarray]
 ) -> np.ndarray:
-    """True where a candidate is in the pool and differs from its query in every excluded code.
+    """Return True where a candidate is in the pool and differs from its query in every code.
 
     ``candidates`` is (len(queries), m); the result has its shape.
     """

@@ -99,7 +99,7 @@ def labeling(
     pos_diffby: Sequence[str] = (),
     multilabel_col: str | None = None,
 ) -> Labeling:
-    """The positives and negatives of a task (module docstring) on the rows of ``meta``."""
+    """Return the positives and negatives of a task (module docstring) on the rows of ``meta``."""
     sameby = list(sameby)
     if multilabel_col is not None and multilabel_col not in sameby:
         raise ValueError(f"multilabel_col {multilabel_col!r} must be one of sameby {sameby}")
@@ -144,7 +144,7 @@ def similarity_keys(feats: np.ndarray, block: int = BLOCK) -> Iterator[tuple[sli
 
 
 def negative_mask(lab: Labeling, rows: slice) -> np.ndarray:
-    """(queries x profiles) True where the profile is a negative of the query."""
+    """Return (queries x profiles) True where the profile is a negative of the query."""
     negative = np.repeat(lab.valid[None, :], rows.stop - rows.start, axis=0)
     for col in lab.neg_codes:
         negative &= col[rows, None] != col[None, :]
@@ -234,7 +234,7 @@ def concat_rankings(parts: Sequence[Ranking]) -> Ranking:
 def ap_table(
     meta: pd.DataFrame, lab: Labeling, ranking: Ranking, multilabel_col: str | None
 ) -> pd.DataFrame:
-    """copairs' AP table: ``meta`` rows of the scored queries plus AP and pair counts.
+    """Copairs' AP table: ``meta`` rows of the scored queries plus AP and pair counts.
 
     With ``multilabel_col`` there is one row per (query, label), the column holding the label.
     """
@@ -295,7 +295,7 @@ def random_subsets(n_total: int, n_pos: int, size: int, rng: np.random.Generator
 
 
 def null_average_precision(n_pos: int, n_total: int, null_size: int, seed: int) -> np.ndarray:
-    """copairs' null: APs of ``n_pos`` positives ranked at random among ``n_total``."""
+    """Copairs' null: APs of ``n_pos`` positives ranked at random among ``n_total``."""
     rng = np.random.default_rng([seed, n_pos, n_total])
     positions = random_subsets(n_total, n_pos, null_size, rng)
     precision = np.arange(1, n_pos + 1) / (positions + 1)
@@ -313,7 +313,7 @@ def null_table(ap: pd.DataFrame, null_size: int, seed: int) -> tuple[np.ndarray,
 def group_p_values(
     value: np.ndarray, group: np.ndarray, inverse: np.ndarray, null: np.ndarray
 ) -> np.ndarray:
-    """copairs' per-group p-value: (#(mean of the members' null rows > mAP) + 1) / (N + 1).
+    """Copairs' per-group p-value: (#(mean of the members' null rows > mAP) + 1) / (N + 1).
 
     As in copairs, members with the same configuration share one null row.
     """
@@ -357,8 +357,11 @@ def summary_p_value(
 def summarize_map(
     ap: pd.DataFrame, group: str, null_size: int, seed: int
 ) -> tuple[MapSummary, pd.DataFrame]:
-    """Per-group mAP table (``mean_average_precision, p_value, corrected_p_value, below_p,
-    below_corrected_p``) and its :class:`MapSummary` (NaNs when there are no queries)."""
+    """Return the per-group mAP table and its :class:`MapSummary`.
+
+    The table has ``mean_average_precision, p_value, corrected_p_value, below_p,
+    below_corrected_p``; the summary is NaN when there are no queries.
+    """
     if ap.empty:
         return MapSummary(np.nan, 0, 0, np.nan, np.nan), pd.DataFrame()
     null, inverse = null_table(ap, null_size, seed)

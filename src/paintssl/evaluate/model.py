@@ -136,7 +136,7 @@ def read_profiles(path: str | Path) -> pd.DataFrame:
 def map_task_rows(
     metric: str, task: MapTask, profiles: pd.DataFrame, null_size: int, seed: int
 ) -> tuple[list[dict], list[dict], pd.DataFrame]:
-    """mAP rows and F1-at-k rows (all settings and variants), observed per-query AP.
+    """MAP rows and F1-at-k rows (all settings and variants), observed per-query AP.
 
     The observed and shuffled labels share one similarity pass over the observed features.
     """

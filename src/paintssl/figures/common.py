@@ -11,12 +11,14 @@ import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from paintssl.tables import atomic_path
+
 
 def save_figure(fig: Figure, out_png: str | Path, out_pdf: str | Path) -> None:
     """Write ``fig`` as PNG (150 dpi) and PDF, creating folders, and close it."""
-    for path in (out_png, out_pdf):
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=150, bbox_inches="tight")
+    for path, kind in ((out_png, "png"), (out_pdf, "pdf")):
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format=kind, dpi=150, bbox_inches="tight")
     plt.close(fig)
 
 

@@ -153,8 +153,11 @@ def plot_umap(
     title: str = "",
     seed: int = 0,
 ) -> None:
-    """UMAP of well profiles in 4 panels: target (top ``top``, rest grey), batch, source
-    and cell count. All wells (controls included) of all cell lines share one embedding."""
+    """Draw a UMAP of well profiles in 4 panels: target, batch, source and cell count.
+
+    The target panel colours the ``cfg.top`` most frequent targets (rest grey). All wells
+    (controls included) of all cell lines share one embedding.
+    """
     meta, feats = split_features(pd.read_parquet(profiles))
     coords = umap_coordinates(feats, cfg, seed)
     fig, axes = plt.subplots(2, 2, figsize=(13, 10))
@@ -194,7 +197,7 @@ def headline(values: pd.Series) -> str:
 
 
 def model_colours(models: pd.Series | pd.Index) -> dict[str, tuple]:
-    """A tab10 colour per model name (sorted), cycling past ten models."""
+    """Return a tab10 colour per model name (sorted), cycling past ten models."""
     palette = plt.get_cmap("tab10").colors
     return {m: palette[i % len(palette)] for i, m in enumerate(sorted(set(models)))}
 
@@ -234,8 +237,11 @@ def retrieval_panel(ax: Axes, table: pd.DataFrame, x_metric: str, y_metric: str)
 def plot_map_vs_nsb(
     tables: Mapping[str, str | Path], out_png: str | Path, out_pdf: str | Path
 ) -> None:
-    """Observed mAP against nearest-neighbour accuracy for every model (``{model: eval
-    TSV}``): perturbation mAP vs NSB accuracy and target mAP vs NSBP accuracy."""
+    """Plot observed mAP against nearest-neighbour accuracy for every model.
+
+    ``tables`` is ``{model: eval TSV}``; panels: perturbation mAP vs NSB accuracy and target
+    mAP vs NSBP accuracy.
+    """
     table = read_tables(tables)
     fig, axes = plt.subplots(1, len(RETRIEVAL_PAIRS), figsize=(6 * len(RETRIEVAL_PAIRS), 5))
     for ax, (x_metric, y_metric) in zip(axes, RETRIEVAL_PAIRS.values(), strict=True):
@@ -269,8 +275,11 @@ def f1_panel(ax: Axes, table: pd.DataFrame, metric: str) -> None:
 def plot_f1_at_k(
     tables: Mapping[str, str | Path], out_png: str | Path, out_pdf: str | Path
 ) -> None:
-    """F1 at k curves of every model (``{model: results/eval/{model}/f1.tsv}``), one panel
-    per retrieval task; the headline ranks models by F1 averaged over k and cell lines."""
+    """Plot F1 at k of every model, one panel per retrieval task.
+
+    ``tables`` is ``{model: results/eval/{model}/f1.tsv}``; the headline ranks models by F1
+    averaged over k and cell lines.
+    """
     table = read_tables(tables)
     fig, axes = plt.subplots(2, 2, figsize=(11, 8))
     for ax, metric in zip(axes.flat, F1_METRICS, strict=True):

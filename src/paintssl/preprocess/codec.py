@@ -8,7 +8,6 @@ Otsu threshold on at least ``CELL_MIN_FRACTION`` of the pixels (Kim et al. 2025)
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -53,14 +52,8 @@ def read_site_tiff(path: str | Path) -> np.ndarray:
 
 
 def read_scaled_site(path: str | Path) -> np.ndarray:
-    """A merged site as (C, H, W) float32 intensities in [0, 1]."""
+    """Return a merged site as (C, H, W) float32 intensities in [0, 1]."""
     return read_site_tiff(path).astype(np.float32) / np.float32(U16_MAX)
-
-
-def site_tiff_channels(path: str | Path) -> list[str]:
-    """Channel names stored in a merged site TIFF."""
-    with tifffile.TiffFile(path) as tif:
-        return list(json.loads(tif.pages[0].description)["channels"])
 
 
 def cell_mask(dna: Any, otsu: float) -> Any:
@@ -69,5 +62,5 @@ def cell_mask(dna: Any, otsu: float) -> Any:
 
 
 def has_cells(mask: Any) -> bool:
-    """True when a crop's :func:`cell_mask` (numpy array or torch tensor) covers enough."""
+    """Return True when a crop's :func:`cell_mask` (numpy array or torch tensor) covers enough."""
     return int(mask.sum()) / math.prod(mask.shape) >= CELL_MIN_FRACTION

@@ -121,8 +121,9 @@ def load_illum(path: str | Path, channels: Sequence[str] = CHANNELS) -> np.ndarr
 
 
 def load_jump_illum(table: pd.DataFrame, channels: Sequence[str] = CHANNELS) -> np.ndarray:
-    """Stack JUMP's per-channel illum ``.npy`` files named in a load_data table's
-    ``illum_<Ch>`` columns into a (C, H, W) float32 array (one file per channel per plate).
+    """Stack JUMP's per-channel illum ``.npy`` files into a (C, H, W) float32 array.
+
+    The files are named in a load_data table's ``illum_<Ch>`` columns (one per channel and plate).
     """
     planes = []
     for ch in channels:

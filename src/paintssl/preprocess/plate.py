@@ -1,5 +1,6 @@
-"""Per-plate preprocessing: illumination correction, percentile clipping, merged site TIFFs,
-and a manifest with per-site DNA quality numbers (Otsu threshold, foreground, cell count).
+"""Per-plate preprocessing: illumination correction, clipping, merged TIFFs and a manifest.
+
+The manifest holds per-site DNA quality numbers (Otsu threshold, foreground, cell count).
 
 Two streaming passes over the plate keep memory bounded to a few sites: the first reads
 every image (validating all files before anything is written) and accumulates per-channel
@@ -91,7 +92,7 @@ def count_nuclei(
 def _load_field(
     table: pd.DataFrame, channels: Sequence[str], illum: str | Path | None, mode: str
 ) -> np.ndarray | None:
-    """The illumination field ``mode`` asks for: none, computed (``illum``) or JUMP's files."""
+    """Return the field ``mode`` asks for: none, computed (``illum``) or JUMP's files."""
     if (mode == "compute") != (illum is not None):
         raise ValueError(f"illum mode {mode!r} needs an illumination file exactly when 'compute'")
     if mode == "compute":

@@ -48,7 +48,7 @@ def uniform(low: float, high: float, shape: tuple[int, ...], gen: torch.Generato
 
 
 def chance(p: float, gen: torch.Generator) -> bool:
-    """True with probability ``p``."""
+    """Return True with probability ``p``."""
     return bool(torch.rand((), generator=gen) < p)
 
 

@@ -120,7 +120,7 @@ class StepBatches(Sampler):
         return int(self._perm[within])
 
     def batch(self, step: int) -> list[tuple[int, int]]:
-        """This rank's keys of global batch ``step``."""
+        """Return this rank's keys of global batch ``step``."""
         slots = range(self.offset, self.offset + self.local)
         return [
             (self._index(step * self.batch_size + s), sample_seed(self.seed, step, s))

@@ -179,7 +179,7 @@ def setup_runtime(device: str) -> Runtime:
 
 
 def is_main_process() -> bool:
-    """True outside torchrun and on rank 0 under it."""
+    """Return True outside torchrun and on rank 0 under it."""
     return int(os.environ.get("RANK", "0")) == 0
 
 

@@ -7,7 +7,13 @@ from pathlib import Path
 import pandas as pd
 from pycytominer import aggregate
 
-from paintssl.tables import LEVEL_KEYS, PERTURBATION_COLUMNS, feature_columns, write_parquet
+from paintssl.tables import (
+    LEVEL_KEYS,
+    N_WELLS,
+    PERTURBATION_COLUMNS,
+    feature_columns,
+    write_parquet,
+)
 
 
 def aggregate_level(wells: pd.DataFrame, level: str) -> pd.DataFrame:
@@ -19,9 +25,9 @@ def aggregate_level(wells: pd.DataFrame, level: str) -> pd.DataFrame:
     features = feature_columns(wells)
     profiles = aggregate(wells, strata=keys, features=features, operation="mean", output_type=None)
     labels = wells.groupby(keys, dropna=False)[list(PERTURBATION_COLUMNS)].first()
-    n_wells = wells.groupby(keys, dropna=False).size().rename("Metadata_n_wells")
+    n_wells = wells.groupby(keys, dropna=False).size().rename(N_WELLS)
     annotated = profiles.merge(labels.join(n_wells).reset_index(), on=keys, how="left")
-    return annotated[[*keys, *PERTURBATION_COLUMNS, "Metadata_n_wells", *features]]
+    return annotated[[*keys, *PERTURBATION_COLUMNS, N_WELLS, *features]]
 
 
 def aggregate_profiles(well: str | Path, outs: dict[str, str | Path]) -> None:

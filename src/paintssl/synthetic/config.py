@@ -160,6 +160,6 @@ def stable_hash(name: str) -> int:
 
 
 def rng_for(cfg: SyntheticConfig, *keys: str | int) -> np.random.Generator:
-    """Generator seeded by the dataset seed and ``keys`` (names are hashed stably)."""
+    """Return generator seeded by the dataset seed and ``keys`` (names are hashed stably)."""
     words = [k if isinstance(k, int) else stable_hash(k) for k in keys]
     return np.random.default_rng([cfg.seed, *words])

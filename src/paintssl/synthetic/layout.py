@@ -50,6 +50,7 @@ def plate_sheet(cfg: SyntheticConfig, root: str | Path) -> pd.DataFrame:
 
 
 def plate_row(cfg: SyntheticConfig, plate: str) -> pd.Series:
+    """Return the plate, batch, source and cell line of ``plate``; unknown names list the valid."""
     plates = plates_table(cfg)
     match = plates[plates["plate"] == plate]
     if match.empty:

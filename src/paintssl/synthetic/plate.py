@@ -20,7 +20,7 @@ from paintssl.synthetic.render import (
     phenotype,
     render_cells,
 )
-from paintssl.tables import BATCH, CHANNELS, PLATE, SITE, SOURCE, WELL
+from paintssl.tables import BATCH, CHANNELS, PLATE, SITE, SOURCE, WELL, atomic_path
 
 
 def _file_name(optics: Optics, plate: str, well: str, site: int, channel: str) -> str:
@@ -32,7 +32,7 @@ def _file_name(optics: Optics, plate: str, well: str, site: int, channel: str) -
 
 
 @dataclass(frozen=True)
-class _Plate:
+class PlateContext:
     """What all sites of one plate share."""
 
     cfg: SyntheticConfig
@@ -49,12 +49,13 @@ class _Plate:
     edge_gain: np.ndarray
 
 
-def _plate(cfg: SyntheticConfig, plate: str) -> _Plate:
+def plate_context(cfg: SyntheticConfig, plate: str) -> PlateContext:
+    """Return what every site of ``plate`` shares: layout, optics, drift, illumination, density."""
     info = plate_row(cfg, plate)
     optics = optics_of(cfg, info["source"])
     illum = illumination(cfg, plate)
     plate_rng = rng_for(cfg, "plate", plate)
-    return _Plate(
+    return PlateContext(
         cfg=cfg,
         name=plate,
         source=info["source"],
@@ -72,7 +73,7 @@ def _plate(cfg: SyntheticConfig, plate: str) -> _Plate:
     )
 
 
-def _site(plate: _Plate, w: int, site: int) -> np.ndarray:
+def _site(plate: PlateContext, w: int, site: int) -> np.ndarray:
     """Raw uint16 image (C, H, W) of site ``site`` of the ``w``-th well, in CHANNELS order."""
     cfg, optics, well = plate.cfg, plate.optics, plate.layout.iloc[w]
     pheno = phenotype(plate.morph, well["latent"], optics.pixel_scale)
@@ -86,12 +87,11 @@ def _site(plate: _Plate, w: int, site: int) -> np.ndarray:
     return acquire(objects, optics, gain, plate.illum, plate.background, rng)
 
 
-def render_site(cfg: SyntheticConfig, plate: str, well: str, site: int) -> np.ndarray:
+def render_site(context: PlateContext, well: str, site: int) -> np.ndarray:
     """Raw uint16 image (C, H, W) of one site in ``CHANNELS`` order, as render_plate saves it."""
-    context = _plate(cfg, plate)
     wells = context.layout["well"].tolist()
-    if well not in wells or not 1 <= site <= cfg.sites_per_well:
-        raise ValueError(f"no site {site} of well {well!r} on synthetic plate {plate!r}")
+    if well not in wells or not 1 <= site <= context.cfg.sites_per_well:
+        raise ValueError(f"no site {site} of well {well!r} on synthetic plate {context.name!r}")
     return _site(context, wells.index(well), site)
 
 
@@ -103,16 +103,16 @@ def render_plate(
     ``PathName_Orig<Ch>`` is written relative to the CSV's folder, and the channel columns
     and channel numbers in file names follow the source's own channel order.
     """
-    context = _plate(cfg, plate)
+    context = plate_context(cfg, plate)
     order = context.optics.channel_order
     images_dir, load_data_out = Path(images_dir), Path(load_data_out)
     images_dir.mkdir(parents=True, exist_ok=True)
     load_data_out.parent.mkdir(parents=True, exist_ok=True)
     folder = Path(os.path.relpath(images_dir, load_data_out.parent)).as_posix()
     rows = []
-    for w, well in enumerate(context.layout["well"]):
+    for well in context.layout["well"]:
         for site in range(1, cfg.sites_per_well + 1):
-            raw = _site(context, w, site)
+            raw = render_site(context, well, site)
             names = {ch: _file_name(context.optics, plate, well, site, ch) for ch in order}
             for channel, name in names.items():
                 tifffile.imwrite(images_dir / name, raw[CHANNELS.index(channel)])
@@ -122,4 +122,5 @@ def render_plate(
                 | {f"FileName_Orig{ch}": names[ch] for ch in order}
                 | {f"PathName_Orig{ch}": folder for ch in order}
             )  # fmt: skip
-    pd.DataFrame(rows).to_csv(load_data_out, index=False)
+    with atomic_path(load_data_out) as tmp:
+        pd.DataFrame(rows).to_csv(tmp, index=False)

@@ -34,6 +34,7 @@ class Optics:
 
 
 def optics_of(cfg: SyntheticConfig, source: str) -> Optics:
+    """Return the microscope of ``source``: channel order, naming, gains, blur, noise, pixels."""
     k = int(source.removeprefix("source_"))
     orders = list(itertools.permutations(CHANNELS))[1:]  # never the canonical order
     order = orders[rng_for(cfg, "channel_orders").permutation(len(orders))[(k - 1) % len(orders)]]
@@ -106,6 +107,7 @@ class Phenotype:
 
 
 def phenotype(morph: Morphology, latent: np.ndarray, pixel_scale: float) -> Phenotype:
+    """Return the cell-line morphology ``morph`` changed by a well's ``latent`` phenotype."""
     f = np.exp(LATENT_GAIN * latent)
     nucleus_radius = morph.nucleus_radius * f[0] * pixel_scale
     return Phenotype(

@@ -19,7 +19,7 @@ OBJECTIVES: dict[str, type[Objective]] = {
 
 
 def objective_class(method: str) -> type[Objective]:
-    """The class registered for ``method``; unknown names list the valid ones."""
+    """Return the class registered for ``method``; unknown names list the valid ones."""
     try:
         return OBJECTIVES[method]
     except KeyError:

@@ -87,7 +87,7 @@ class Objective(nn.Module):
         self.epoch.fill_(progress.epoch)
 
     def export_backbone(self) -> nn.Module:
-        """The backbone whose weights become ``weights.pt``."""
+        """Return the backbone whose weights become ``weights.pt``."""
         return self.backbone
 
 
@@ -101,5 +101,5 @@ def embedding_std(features: torch.Tensor) -> torch.Tensor:
 
 
 def pooled_features(backbone: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
-    """The exported feature: timm's own pooling, exactly as the embed stage uses it."""
+    """Return the exported feature: timm's own pooling, exactly as the embed stage uses it."""
     return backbone.forward_head(tokens, pre_logits=True)

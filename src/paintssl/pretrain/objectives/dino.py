@@ -232,5 +232,5 @@ class DinoObjective(Objective):
             torch._foreach_add_(t_params, s_params, alpha=1 - momentum)
 
     def export_backbone(self) -> nn.Module:
-        """The teacher backbone: its CLS token is the feature (DINO's practice)."""
+        """Return the teacher backbone: its CLS token is the feature (DINO's practice)."""
         return self.teacher_backbone
