@@ -18,11 +18,13 @@ schema by `python docs/config_readme.py`; a test keeps the two in step.
 
 
 def rows(schema: dict, prefix: str = "") -> list[str]:
-    """One table row per key, depth first."""
+    """One table row per key, depth first (a key with no default is required or optional)."""
     out = []
+    required = set(schema.get("required", []))
     for key, spec in schema.get("properties", {}).items():
         name = f"{prefix}{key}"
-        default = f"`{spec['default']}`" if "default" in spec else "required"
+        absent = "required" if key in required else "optional"
+        default = f"`{spec['default']}`" if "default" in spec else absent
         description = " ".join(spec.get("description", "").split())
         out.append(f"| `{name}` | {default} | {description} |")
         out += rows(spec, f"{name}.")

@@ -74,3 +74,22 @@ def test_missing_level_and_missing_labels_give_nan_rows(
 def test_unknown_level_is_an_error(planted: dict[str, Path], tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown profile levels"):
         evaluate_model({"plate": planted["well"]}, tmp_path / "x.tsv", EvalConfig())
+
+
+@pytest.mark.parametrize(("chain", "note"), [(["variance", "mad"], "variance,mad"), ([], "none")])
+def test_profile_chain_is_recorded_in_one_row(
+    planted: dict[str, Path], tmp_path: Path, chain: list[str], note: str
+) -> None:
+    out = tmp_path / "model.tsv"
+    consensus = {"consensus": planted["consensus"]}
+    evaluate_model(consensus, out, EvalConfig(null_size=100), profile_chain=chain)
+    table = pd.read_csv(out, sep="\t", keep_default_na=False, na_values=["NA"])
+    rows = table[table["metric"] == "profile_chain"]
+    assert rows[["level", "setting", "variant", "note"]].values.tolist() == [
+        ["well", "all", "observed", note]
+    ]
+    assert rows["value"].isna().all()
+
+
+def test_table_without_a_chain_has_no_profile_chain_row(table: pd.DataFrame) -> None:
+    assert "profile_chain" not in set(table["metric"])

@@ -21,6 +21,7 @@ RANK = {
     "tables": 0,
     "joblog": 0,
     "inputs": 1,
+    "external": 1,  # external profiles: part of the inputs stage
     "synthetic": 2,
     "preprocess": 3,
     "pretrain": 4,
@@ -175,9 +176,20 @@ def dataclass_defaults(cls: type) -> dict[str, object]:
     return out
 
 
-def test_schema_methods_are_the_registered_objectives() -> None:
-    objectives = load("paintssl.pretrain.objectives:OBJECTIVES")
-    assert set(MODEL_SCHEMA["method"]["enum"]) == {"random"} | set(objectives)
+def test_schema_methods_are_the_registered_objectives_and_the_baselines() -> None:
+    objectives = set(load("paintssl.pretrain.objectives:OBJECTIVES"))
+    baselines = set(load("paintssl.pretrain.config:BASELINE_METHODS"))
+    assert baselines == {"random", "random_features", "external"}
+    assert not objectives & baselines
+    assert set(MODEL_SCHEMA["method"]["enum"]) == baselines | objectives
+
+
+def test_schema_requires_a_backbone_exactly_for_methods_that_build_a_network() -> None:
+    networkless = load("paintssl.pretrain.config:NETWORKLESS_METHODS")
+    network_rule, external_rule = SCHEMA["properties"]["models"]["additionalProperties"]["allOf"]
+    assert set(network_rule["if"]["properties"]["method"]["enum"]) == set(networkless)
+    assert network_rule["else"]["required"] == ["backbone", "img_size"]
+    assert external_rule["if"]["properties"]["method"]["const"] == "external"
 
 
 @pytest.mark.parametrize(
@@ -196,7 +208,7 @@ def test_config_dataclass_matches_schema_defaults(section: str, cls: str, extra:
     assert dataclass_defaults(load(cls)) == schema
 
 
-MODEL_CONFIG = "paintssl.pretrain.run:ModelConfig"
+MODEL_CONFIG = "paintssl.pretrain.config:ModelConfig"
 
 
 def test_model_config_fields_are_the_schema_keys() -> None:
@@ -210,9 +222,15 @@ def test_shipped_model_entries_build_model_configs() -> None:
         assert isinstance(model_config(**entry), model_config), name
 
 
+def test_run_model_config_is_the_torch_free_one() -> None:
+    assert load("paintssl.pretrain.run:ModelConfig") is load(MODEL_CONFIG)
+
+
 def test_embed_gather_modules_do_not_import_torch() -> None:
+    modules = ["embed.wells", "embed.tiles", "embed.random_features", "external"]
+    modules += ["pretrain.config", "profiles.normalize"]  # the workflow imports these to parse
     code = (
-        "import sys; import paintssl.embed.wells, paintssl.embed.tiles; "
+        f"import sys; import {', '.join('paintssl.' + m for m in modules)}; "
         "print('torch' in sys.modules)"
     )
     result = subprocess.run(

@@ -8,15 +8,24 @@ import pytest
 
 from paintssl.profiles.aggregate import aggregate_level
 from paintssl.profiles.normalize import (
+    STEPS,
     ProfileConfig,
     annotate_wells,
+    apply_chain,
+    default_chain,
+    drop_nonfinite_features,
+    harmony_correct,
     mad_robustize_per_plate,
+    model_chains,
     normalize_profiles,
+    profile_chain,
     reduce_for_sphering,
     spherize,
     variance_filter,
 )
 from paintssl.tables import feature_columns, metadata_columns
+from tests.planted import PlantedDesign
+from tests.planted import planted_wells as planted_design_wells
 
 
 def planted_wells(n_plates: int = 4, n_features: int = 6, seed: int = 0) -> pd.DataFrame:
@@ -124,3 +133,83 @@ def test_normalize_profiles_end_to_end(tmp_path: Path) -> None:
     centroids = feats.groupby("Metadata_JCP2022")[feature_columns(profiles)].mean()
     within = feats.groupby("Metadata_JCP2022")[feature_columns(profiles)].std().mean().mean()
     assert centroids.std().mean() > within
+
+
+def old_normalize(df: pd.DataFrame, cfg: ProfileConfig) -> pd.DataFrame:
+    """The sequence of calls normalize_profiles made before profile chains existed."""
+    df = variance_filter(df, cfg.variance_threshold)
+    if cfg.sphering:
+        df = spherize(reduce_for_sphering(df, cfg.sphering_max_dims), cfg.sphering_epsilon)
+    df = drop_nonfinite_features(mad_robustize_per_plate(df))
+    if cfg.harmony:
+        df = harmony_correct(df, n_clusters=cfg.harmony_clusters, max_iter=cfg.harmony_iterations)
+    return df
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        ProfileConfig(),
+        ProfileConfig(sphering=False),
+        ProfileConfig(harmony=True, harmony_iterations=3),
+        ProfileConfig(sphering_max_dims=8, variance_threshold=0.5),
+    ],
+)
+def test_default_chain_equals_the_old_sequence_of_calls(cfg: ProfileConfig) -> None:
+    wells = planted_design_wells(PlantedDesign(n_compounds=8, n_genes=8, batch_effect=1.0))
+    wells["f_0000"] = 1.0  # a constant feature for the variance filter to drop
+    pd.testing.assert_frame_equal(
+        apply_chain(wells, default_chain(cfg), cfg), old_normalize(wells, cfg)
+    )
+
+
+def test_default_chain_follows_the_profiles_section() -> None:
+    assert default_chain(ProfileConfig()) == ("variance", "sphere", "mad", "drop_nonfinite")
+    assert profile_chain(None, ProfileConfig(sphering=False, harmony=True)) == (
+        "variance",
+        "mad",
+        "drop_nonfinite",
+        "harmony",
+    )
+    assert profile_chain(["mad", "variance"], ProfileConfig()) == ("mad", "variance")
+    assert profile_chain([], ProfileConfig()) == ()
+    assert set(STEPS) == {"variance", "sphere", "mad", "drop_nonfinite", "harmony"}
+
+
+def test_unknown_step_lists_the_valid_ones() -> None:
+    with pytest.raises(ValueError, match=r"unknown profile step.*'whiten'.*valid steps: variance"):
+        profile_chain(["variance", "whiten"], ProfileConfig())
+    with pytest.raises(ValueError, match="list of step names"):
+        profile_chain("mad", ProfileConfig())
+    noise = {"method": "random_features"}
+    models = {"a": noise, "b": noise | {"profile_steps": ["featselect"]}}
+    with pytest.raises(ValueError, match=r"^models\.b: unknown profile step"):
+        model_chains(models, ProfileConfig())
+    with pytest.raises(ValueError, match=r"^models\.c: method 'external' needs"):
+        model_chains({"c": {"method": "external"}}, ProfileConfig())
+    assert model_chains({"a": models["a"]}, ProfileConfig()) == {
+        "a": list(default_chain(ProfileConfig()))
+    }
+
+
+def test_normalize_profiles_runs_the_given_chain(tmp_path: Path) -> None:
+    wells = planted_wells(n_plates=4)
+    meta_cols = metadata_columns(wells)
+    for plate, df in wells.groupby("Metadata_Plate"):
+        df.drop(columns=meta_cols[4:]).to_parquet(tmp_path / f"{plate}.parquet")
+    wells[meta_cols].to_parquet(tmp_path / "meta.parquet")
+    embeddings = sorted(tmp_path.glob("P*.parquet"))
+    out = tmp_path / "well.parquet"
+    normalize_profiles(embeddings, tmp_path / "meta.parquet", out, ProfileConfig(), ["mad"])
+    annotated = annotate_wells(embeddings, wells[meta_cols])
+    pd.testing.assert_frame_equal(pd.read_parquet(out), mad_robustize_per_plate(annotated))
+    wells.loc[0, "emb_0000"] = np.nan  # e.g. a missing value of an external profile
+    wells[wells["Metadata_Plate"] == "P0"].drop(columns=meta_cols[4:]).to_parquet(
+        tmp_path / "P0.parquet"
+    )
+    with pytest.raises(ValueError, match=r"non-finite after the profile chain mad.*drop_nonfinite"):
+        normalize_profiles(embeddings, tmp_path / "meta.parquet", out, ProfileConfig(), ["mad"])
+    normalize_profiles(
+        embeddings, tmp_path / "meta.parquet", out, ProfileConfig(), ["mad", "drop_nonfinite"]
+    )
+    assert "emb_0000" not in pd.read_parquet(out).columns

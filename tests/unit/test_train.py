@@ -231,3 +231,8 @@ def test_unknown_model_key_is_refused(tmp_path: Path) -> None:
     model = {"method": "random", "backbone": "vit_tiny_patch16_224", "img_size": 32, "lr": 1}
     with pytest.raises(TypeError, match="'lr'"):
         pretrain(manifests=[manifest], weights=tmp_path / "w.pt", model=ModelConfig(**model))
+
+
+def test_pretrain_refuses_methods_without_a_network(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="nothing to pretrain"):
+        pretrain(manifests=[], weights=tmp_path / "w.pt", model=ModelConfig("random_features"))

@@ -4,6 +4,8 @@ import re
 from snakemake.utils import validate
 
 from paintssl.inputs import read_plate_sheet
+from paintssl.pretrain.config import builds_network, is_trained
+from paintssl.profiles.normalize import ProfileConfig, model_chains
 from paintssl.tables import LEVELS, PROFILE_LEVELS
 from paintssl.synthetic.config import SyntheticConfig
 from paintssl.synthetic.layout import plate_sheet
@@ -24,6 +26,22 @@ unknown_models = set(RUN_MODELS) - set(MODELS)
 if unknown_models:
     raise ValueError(f"run_models names {sorted(unknown_models)}, not entries of `models`")
 SHARDS = [f"{i:03d}" for i in range(config["embed"]["n_shards"])]
+PROFILE_CHAINS = model_chains(config["models"], ProfileConfig(**config["profiles"]))
+
+
+def models_of(*methods):
+    """Models whose method is one of `methods`."""
+    return [m for m in MODELS if config["models"][m]["method"] in methods]
+
+
+def one_of(names):
+    """A wildcard regex matching exactly `names` (none: a regex that never matches)."""
+    return "|".join(map(re.escape, names)) or "(?!)"
+
+
+NETWORK_MODELS = [m for m in MODELS if builds_network(config["models"][m]["method"])]
+RANDOM_FEATURE_MODELS = models_of("random_features")
+EXTERNAL_MODELS = models_of("external")
 
 
 def plates_in_split(split):
@@ -36,11 +54,12 @@ def plates_in_split(split):
 
 TRAIN_PLATES = plates_in_split("train")
 EVAL_PLATES = plates_in_split("eval")
+EVAL_PLATE_LABELS = PLATES.loc[EVAL_PLATES, ["plate", "source", "batch"]].to_dict("records")
 
 
 wildcard_constraints:
     plate="|".join(map(re.escape, PLATES.index)),
-    model="|".join(map(re.escape, MODELS)),
+    model=one_of(MODELS),
     shard=r"\d{3}",
 
 
@@ -67,5 +86,16 @@ def get_illum(wildcards):
 
 
 def get_model(wildcards):
-    """One pretraining run's settings, exactly as written in config.yaml."""
-    return config["models"][wildcards.model]
+    """A model's settings as written in config.yaml, less `profile_steps` (read only by the
+    profile and evaluation rules, so that a new chain does not retrain or re-embed)."""
+    return {k: v for k, v in config["models"][wildcards.model].items() if k != "profile_steps"}
+
+
+def get_external_profiles(wildcards):
+    """The well-level profile table of an `external` model, as written in config.yaml."""
+    return config["models"][wildcards.model]["profiles"]
+
+
+def get_profile_chain(wildcards):
+    """The model's profile steps: its `profile_steps`, or the default chain of `profiles`."""
+    return PROFILE_CHAINS[wildcards.model]

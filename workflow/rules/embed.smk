@@ -1,3 +1,6 @@
+# Per-plate well embeddings, results/embeddings/{model}/{plate}.parquet, by method: models that
+# build a network embed sharded sites (embed_shard, gather_embeddings); random_features draws
+# seeded noise per well of the manifest; external imports the user's profile table.
 rule embed_shard:
     input:
         manifest="results/images/{plate}/manifest.parquet",
@@ -8,6 +11,8 @@ rule embed_shard:
         "logs/embed_shard/{model}/{plate}/{shard}.log",
     benchmark:
         "benchmarks/embed_shard/{model}/{plate}/{shard}.tsv"
+    wildcard_constraints:
+        model=one_of(NETWORK_MODELS),
     conda:
         "../envs/torch.yaml"
     threads: 2
@@ -30,6 +35,8 @@ rule gather_embeddings:
         "logs/gather_embeddings/{model}/{plate}.log",
     benchmark:
         "benchmarks/gather_embeddings/{model}/{plate}.tsv"
+    wildcard_constraints:
+        model=one_of(NETWORK_MODELS),
     conda:
         "../envs/profiling.yaml"
     resources:
@@ -39,3 +46,49 @@ rule gather_embeddings:
         embed={"well_aggregation": config["embed"]["well_aggregation"]},
     script:
         "../scripts/gather_embeddings.py"
+
+
+rule embed_random_features:
+    input:
+        manifest="results/images/{plate}/manifest.parquet",
+    output:
+        embeddings="results/embeddings/{model}/{plate}.parquet",
+    log:
+        "logs/embed_random_features/{model}/{plate}.log",
+    benchmark:
+        "benchmarks/embed_random_features/{model}/{plate}.tsv"
+    wildcard_constraints:
+        model=one_of(RANDOM_FEATURE_MODELS),
+    conda:
+        "../envs/profiling.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        model=get_model,
+        seed=lookup(dpath="seed", within=config),
+    script:
+        "../scripts/embed_random_features.py"
+
+
+rule import_external_profiles:
+    input:
+        profiles=get_external_profiles,
+        metadata="results/images/metadata.parquet",
+    output:
+        embeddings=collect("results/embeddings/{{model}}/{plate}.parquet", plate=EVAL_PLATES),
+    log:
+        "logs/import_external_profiles/{model}.log",
+    benchmark:
+        "benchmarks/import_external_profiles/{model}.tsv"
+    wildcard_constraints:
+        model=one_of(EXTERNAL_MODELS),
+    conda:
+        "../envs/profiling.yaml"
+    resources:
+        mem_mb=8000,
+        runtime=30,
+    params:
+        plates=EVAL_PLATE_LABELS,
+    script:
+        "../scripts/import_external_profiles.py"

@@ -25,6 +25,7 @@ rule evaluate_model:
             key: config["eval"][key] for key in ("null_size", "max_silhouette", "max_replicating")
         },
         seed=lookup(dpath="seed", within=config),
+        profile_chain=get_profile_chain,
     script:
         "../scripts/evaluate_model.py"
 

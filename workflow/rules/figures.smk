@@ -1,6 +1,6 @@
 # Figures (PNG + PDF) of every model and of the comparison, marked for `snakemake --report`.
-# Models whose method is `random` are not trained, so they have no training curves.
-TRAINED_MODELS = [m for m in RUN_MODELS if config["models"][m]["method"] != "random"]
+# Only SSL models are trained: baselines (random, random_features, external) have no curves.
+TRAINED_MODELS = [m for m in RUN_MODELS if is_trained(config["models"][m]["method"])]
 FIGURES = [
     *collect("results/figures/umap/{model}_well.png", model=RUN_MODELS),
     *collect("results/figures/gene_families/{model}.png", model=RUN_MODELS),

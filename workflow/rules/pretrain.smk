@@ -1,3 +1,4 @@
+# Pretraining (or, for method random, initialising) the models that build a network.
 rule pretrain:
     input:
         manifests=collect("results/images/{plate}/manifest.parquet", plate=TRAIN_PLATES),
@@ -8,6 +9,8 @@ rule pretrain:
         "logs/pretrain/{model}.log",
     benchmark:
         "benchmarks/pretrain/{model}.tsv"
+    wildcard_constraints:
+        model=one_of(NETWORK_MODELS),
     conda:
         "../envs/torch.yaml"
     threads: 2

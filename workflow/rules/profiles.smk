@@ -16,6 +16,7 @@ rule normalize_profiles:
         runtime=60,
     params:
         profiles=lookup(dpath="profiles", within=config),
+        steps=get_profile_chain,
     script:
         "../scripts/normalize_profiles.py"
 

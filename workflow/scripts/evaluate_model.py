@@ -17,4 +17,5 @@ evaluate_model(
     seed=snakemake.params.seed,
     ap_out=snakemake.output.ap,
     f1_out=snakemake.output.f1,
+    profile_chain=snakemake.params.profile_chain,
 )

@@ -15,4 +15,5 @@ normalize_profiles(
     metadata=snakemake.input.metadata,
     out=snakemake.output.profiles,
     cfg=ProfileConfig(**snakemake.params.profiles),
+    steps=snakemake.params.steps,
 )

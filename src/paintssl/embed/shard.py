@@ -13,6 +13,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from paintssl.embed.tiles import EmbedConfig, shard_rows, site_tiles
+from paintssl.embed.wells import embedding_columns
 from paintssl.preprocess.codec import read_scaled_site
 from paintssl.pretrain.backbones import ExportedModel, load_exported
 from paintssl.tables import CELL_COUNT, DNA, N_TILES, SITE_KEYS, write_parquet
@@ -96,11 +97,6 @@ def embed_sites(
             tile_counts.append(len(chunk))
         log.info("embedded %d/%d sites", len(site_vectors), len(sites))
     return np.stack(site_vectors), np.asarray(tile_counts)
-
-
-def embedding_columns(dim: int) -> list[str]:
-    """Feature column names ``emb_0000`` ... for a ``dim``-dimensional embedding."""
-    return [f"emb_{i:04d}" for i in range(dim)]
 
 
 def embed_shard(

@@ -12,6 +12,11 @@ import pandas as pd
 from paintssl.tables import CELL_COUNT, N_TILES, SITE, WELL_KEYS, feature_columns, write_parquet
 
 
+def embedding_columns(dim: int) -> list[str]:
+    """Feature column names ``emb_0000`` ... for a ``dim``-dimensional embedding."""
+    return [f"emb_{i:04d}" for i in range(dim)]
+
+
 def aggregate_wells(
     sites: pd.DataFrame, method: Literal["two_stage", "flat"] = "two_stage"
 ) -> pd.DataFrame:

@@ -21,6 +21,10 @@ fraction_retrieved  mAP: share of groups with BH-corrected p < 0.05 (copairs' pe
 note                why a value is NaN, or what it was computed on
 ==================  =======================================================================
 
+When the profile chain is given, a row ``metric=profile_chain, level=well, setting=all,
+variant=observed`` records it in ``note`` (the step names, comma-separated; ``none`` for an
+empty chain) with no value.
+
 Controls (``Metadata_pert_type`` negcon/poscon) are left out of every retrieval metric, so
 negative controls are never queries (the paper's protocol). The optional F1 table scores
 the same (query, label) pairs as the mAP tasks: for targets, one pair per target of a query.
@@ -41,7 +45,7 @@ wells.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -245,6 +249,7 @@ def evaluate_model(
     seed: int = 0,
     ap_out: str | Path | None = None,
     f1_out: str | Path | None = None,
+    profile_chain: Sequence[str] | None = None,
 ) -> None:
     """Compute every metric for one model and write the long-format table (module docstring).
 
@@ -264,6 +269,9 @@ def evaluate_model(
         ``group`` = the label retrieved), used to pair models in Wilcoxon tests.
     f1_out
         Optional TSV of F1 at k = 1..49 (step 2) for every mAP task, setting and variant.
+    profile_chain
+        The profile steps the well profiles went through, recorded in a ``profile_chain``
+        row (none: no such row).
     """
     unknown = set(profiles) - set(PROFILE_LEVELS)
     if unknown:
@@ -292,6 +300,9 @@ def evaluate_model(
         rows.extend(well_rows(tables["well"], seed, cfg.max_silhouette))
     else:
         rows.append(row("nsb_accuracy", "well", "all", "observed", note="no well-level profiles"))
+    if profile_chain is not None:
+        chain = ",".join(profile_chain) or "none"
+        rows.append(row("profile_chain", "well", "all", "observed", note=chain))
     write_table(pd.DataFrame(rows, columns=TABLE_COLUMNS), out_tsv)
     if f1_out is not None:
         write_table(pd.DataFrame(f1_rows, columns=F1_COLUMNS), f1_out)

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -12,39 +11,13 @@ import pandas as pd
 import torch
 
 from paintssl.pretrain.backbones import create_backbone, export_weights
+from paintssl.pretrain.config import ModelConfig, builds_network
 from paintssl.pretrain.data import SiteViews
 from paintssl.pretrain.objectives import build_objective, objective_class
 from paintssl.pretrain.trainer import TrainConfig, is_main_process, train
 from paintssl.tables import CHANNELS
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """One ``config["models"]`` entry, as validated by the config schema.
-
-    Attributes
-    ----------
-    method : ``random`` (export the seeded initialisation untrained) or a key of
-        ``OBJECTIVES``.
-    backbone : timm model name, built with ``pretrained=False``.
-    img_size : side of training crops and embedding tiles in pixels.
-    backbone_kwargs : extra ``timm.create_model`` arguments (e.g. ``patch_size``).
-    method_params : objective ``__init__`` arguments.
-    train : ``TrainConfig`` fields.
-    """
-
-    method: str
-    backbone: str
-    img_size: int
-    backbone_kwargs: Mapping[str, object] = field(default_factory=dict)
-    method_params: Mapping[str, object] = field(default_factory=dict)
-    train: Mapping[str, object] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.method == "random" and (self.method_params or self.train):
-            raise ValueError("method 'random' trains nothing: remove method_params and train")
 
 
 def channel_stats(
@@ -92,6 +65,8 @@ def pretrain(
     device : ``cpu`` or ``cuda`` (torchrun ranks use their ``LOCAL_RANK`` GPU).
     num_workers : DataLoader worker processes, unless ``train.num_workers`` is set.
     """
+    if not builds_network(model.method):
+        raise ValueError(f"method {model.method!r} builds no network: there is nothing to pretrain")
     mean, std = channel_stats(manifests, channels)
     log.info("channel mean %s std %s from %d manifests", mean, std, len(manifests))
     name, img_size, method = model.backbone, int(model.img_size), model.method

@@ -1,17 +1,23 @@
-"""Well profiles from embeddings: annotate, variance filter, sphere, robustize, correct."""
+"""Well profiles from embeddings: annotate, then a chain of named normalisation steps.
+
+``STEPS`` maps each step name to its function; a model's ``profile_steps`` lists the
+names (as jump-profiling-recipe spells its pipelines), and without it
+:func:`default_chain` builds today's chain from the ``profiles`` section. pycytominer,
+scikit-learn and harmonypy are imported by the steps that use them, so the workflow can
+import this module to resolve chains when it parses the config.
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from pycytominer import normalize
-from sklearn.decomposition import PCA
 
+from paintssl.pretrain.config import ModelConfig
 from paintssl.tables import (
     ANNOTATION_KEYS,
     BATCH,
@@ -89,6 +95,8 @@ def reduce_for_sphering(df: pd.DataFrame, max_dims: int | None, seed: int = 0) -
     than features its whitening discards every direction the controls do not span.
     ``max_dims=None`` picks half the number of negative-control wells.
     """
+    from sklearn.decomposition import PCA
+
     features = feature_columns(df)
     n_negcon = int((df[PERT_TYPE] == "negcon").sum())
     dims = max_dims if max_dims is not None else max(2, n_negcon // 2)
@@ -107,6 +115,8 @@ def reduce_for_sphering(df: pd.DataFrame, max_dims: int | None, seed: int = 0) -
 
 def spherize(df: pd.DataFrame, epsilon: float = 1e-6) -> pd.DataFrame:
     """ZCA-cor sphering fitted on all negative-control wells (pycytominer)."""
+    from pycytominer import normalize
+
     return normalize(
         df,
         features=feature_columns(df),
@@ -121,6 +131,8 @@ def spherize(df: pd.DataFrame, epsilon: float = 1e-6) -> pd.DataFrame:
 
 def mad_robustize_per_plate(df: pd.DataFrame) -> pd.DataFrame:
     """Per-plate robust z-score (median, MAD) over all wells of the plate (pycytominer)."""
+    from pycytominer import normalize
+
     plates = [
         normalize(
             plate,
@@ -166,22 +178,131 @@ def drop_nonfinite_features(df: pd.DataFrame) -> pd.DataFrame:
     return df.drop(columns=np.asarray(features)[bad])
 
 
+Step = Callable[[pd.DataFrame, ProfileConfig], pd.DataFrame]
+"""A profile step: well profiles and the ``profiles`` settings -> well profiles."""
+
+
+def _variance(df: pd.DataFrame, cfg: ProfileConfig) -> pd.DataFrame:
+    """:func:`variance_filter` at ``variance_threshold``."""
+    return variance_filter(df, cfg.variance_threshold)
+
+
+def _sphere(df: pd.DataFrame, cfg: ProfileConfig) -> pd.DataFrame:
+    """:func:`reduce_for_sphering` to ``sphering_max_dims``, then :func:`spherize`."""
+    return spherize(reduce_for_sphering(df, cfg.sphering_max_dims), cfg.sphering_epsilon)
+
+
+def _mad(df: pd.DataFrame, cfg: ProfileConfig) -> pd.DataFrame:
+    """:func:`mad_robustize_per_plate`."""
+    return mad_robustize_per_plate(df)
+
+
+def _drop_nonfinite(df: pd.DataFrame, cfg: ProfileConfig) -> pd.DataFrame:
+    """:func:`drop_nonfinite_features`."""
+    return drop_nonfinite_features(df)
+
+
+def _harmony(df: pd.DataFrame, cfg: ProfileConfig) -> pd.DataFrame:
+    """:func:`harmony_correct` on batch with ``harmony_clusters``, ``harmony_iterations``."""
+    return harmony_correct(df, n_clusters=cfg.harmony_clusters, max_iter=cfg.harmony_iterations)
+
+
+STEPS: dict[str, Step] = {
+    "variance": _variance,
+    "sphere": _sphere,
+    "mad": _mad,
+    "drop_nonfinite": _drop_nonfinite,
+    "harmony": _harmony,
+}
+"""The profile steps by name: the only place mapping a step name to code."""
+
+
+def default_chain(cfg: ProfileConfig) -> tuple[str, ...]:
+    """Return the chain of a model without ``profile_steps``, from the ``profiles`` section.
+
+    ``variance``, ``sphere`` (when ``cfg.sphering``), ``mad``, ``drop_nonfinite`` and
+    ``harmony`` (when ``cfg.harmony``).
+    """
+    sphere = ("sphere",) if cfg.sphering else ()
+    harmony = ("harmony",) if cfg.harmony else ()
+    return ("variance", *sphere, "mad", "drop_nonfinite", *harmony)
+
+
+def profile_chain(steps: Sequence[str] | None, cfg: ProfileConfig) -> tuple[str, ...]:
+    """Return a model's chain: its ``profile_steps`` (checked), or :func:`default_chain`.
+
+    Raises
+    ------
+    ValueError
+        For a name that is not a key of ``STEPS``; the message lists the valid ones.
+    """
+    if steps is None:
+        return default_chain(cfg)
+    if isinstance(steps, str):
+        raise ValueError(f"profile_steps must be a list of step names, not {steps!r}")
+    unknown = [step for step in steps if step not in STEPS]
+    if unknown:
+        raise ValueError(
+            f"unknown profile step(s) {', '.join(map(repr, unknown))}; "
+            f"valid steps: {', '.join(STEPS)}"
+        )
+    return tuple(steps)
+
+
+def model_chains(
+    models: Mapping[str, Mapping[str, object]], cfg: ProfileConfig
+) -> dict[str, list[str]]:
+    """Return every model entry's chain, building its ``ModelConfig`` (checks) on the way.
+
+    Raises
+    ------
+    ValueError
+        For a bad entry or an unknown step, the message prefixed ``models.<name>:``.
+    """
+    chains = {}
+    for name, entry in models.items():
+        try:
+            chains[name] = list(profile_chain(ModelConfig(**entry).profile_steps, cfg))
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"models.{name}: {err}") from None
+    return chains
+
+
+def apply_chain(df: pd.DataFrame, steps: Sequence[str], cfg: ProfileConfig) -> pd.DataFrame:
+    """Run the named steps on annotated well profiles, in order."""
+    for step in profile_chain(steps, cfg):
+        log.info("profile step %s", step)
+        df = STEPS[step](df, cfg)
+    return df
+
+
 def normalize_profiles(
     embeddings: Sequence[str | Path],
     metadata: str | Path,
     out: str | Path,
     cfg: ProfileConfig,
+    steps: Sequence[str] | None = None,
 ) -> None:
     """Annotated, normalised well profiles of one model, written to ``out``.
 
-    Steps: join metadata, variance filter, (PCA and) ZCA-cor sphering on negative
-    controls, per-plate MAD robustize, optional Harmony on batch.
+    Joins the metadata (:func:`annotate_wells`), then runs the chain ``steps``
+    (:func:`profile_chain`; None = :func:`default_chain`: variance filter, (PCA and) ZCA-cor
+    sphering on negative controls, per-plate MAD robustize, dropping non-finite features,
+    optional Harmony on batch).
+
+    Raises
+    ------
+    ValueError
+        When features are non-finite after the chain (add ``drop_nonfinite`` to it).
     """
-    df = annotate_wells(embeddings, pd.read_parquet(metadata))
-    df = variance_filter(df, cfg.variance_threshold)
-    if cfg.sphering:
-        df = spherize(reduce_for_sphering(df, cfg.sphering_max_dims), cfg.sphering_epsilon)
-    df = drop_nonfinite_features(mad_robustize_per_plate(df))
-    if cfg.harmony:
-        df = harmony_correct(df, n_clusters=cfg.harmony_clusters, max_iter=cfg.harmony_iterations)
+    chain = profile_chain(steps, cfg)
+    df = apply_chain(annotate_wells(embeddings, pd.read_parquet(metadata)), chain, cfg)
+    features = feature_columns(df)
+    bad = ~np.isfinite(df[features].to_numpy(dtype=np.float64)).all(axis=0)
+    if bad.any():
+        raise ValueError(
+            f"{int(bad.sum())} features are non-finite after the profile chain "
+            f"{', '.join(chain) or '(none)'}, e.g. {np.asarray(features)[bad][:3].tolist()}; "
+            f"add the step drop_nonfinite to the model's profile_steps"
+        )
     write_parquet(df, out)

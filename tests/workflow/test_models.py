@@ -1,0 +1,74 @@
+"""Dry runs: each model method is routed to its own rules (tiny config, no job runs)."""
+
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from .conftest import TINY, Runner
+
+NETWORK_RULES = {"pretrain", "embed_shard", "gather_embeddings", "plot_training_curves"}
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """Rule -> planned jobs, from the "Job stats" table of ``snakemake -n --quiet rules``."""
+    table = output.split("Job stats:", 1)[1].split("total", 1)[0]
+    return {rule: int(n) for rule, n in re.findall(r"^(\w+)\s+(\d+)\s*$", table, re.MULTILINE)}
+
+
+def dry_run(run: Runner, *args: str, configfiles: tuple[Path, ...] = ()) -> dict[str, int]:
+    res = run(*args, "--dry-run", "--quiet", "rules", configfiles=(TINY, *configfiles))
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    return job_counts(res.stdout + res.stderr)
+
+
+def test_default_run_plans_random_features_beside_the_networks(run_snakemake: Runner) -> None:
+    counts = dry_run(run_snakemake)
+    assert counts["embed_random_features"] == 8  # one job per tiny plate
+    assert counts["pretrain"] == 5  # random_vits, random_tiny, dino, mae, simclr
+    assert counts["gather_embeddings"] == 5 * 8
+    assert counts["evaluate_model"] == 6
+    assert counts["plot_training_curves"] == 3
+
+
+def test_noise_features_need_no_pretraining(run_snakemake: Runner) -> None:
+    counts = dry_run(run_snakemake, "results/eval/noise_features.tsv")
+    assert counts["embed_random_features"] == 8
+    assert counts["preprocess_plate"] == 8  # the manifests give the wells and their counts
+    assert not NETWORK_RULES & set(counts), counts
+
+
+def test_external_profiles_need_no_images(run_snakemake: Runner, tmp_path: Path) -> None:
+    pd.DataFrame({"Metadata_Plate": ["p"], "Metadata_Well": ["A01"], "f": [1.0]}).to_csv(
+        tmp_path / "cp.csv", index=False
+    )
+    extra = tmp_path / "external.yaml"
+    extra.write_text(
+        "models:\n  cellprofiler:\n    method: external\n    profiles: cp.csv\n"
+        "    profile_steps: [mad, drop_nonfinite]\n"
+        "run_models: [random_vits, cellprofiler]\n"
+    )
+    counts = dry_run(run_snakemake, "results/eval/cellprofiler.tsv", configfiles=(extra,))
+    assert counts["import_external_profiles"] == 1  # one job writes every evaluation plate
+    assert counts["normalize_profiles"] == 1
+    assert not {"preprocess_plate", "embed_random_features"} & set(counts), counts
+    assert not NETWORK_RULES & set(counts), counts
+    everything = dry_run(run_snakemake, configfiles=(extra,))
+    assert everything["pretrain"] == 1  # random_vits only: no training curves, no pretrain
+    assert "plot_training_curves" not in everything
+
+
+def test_misconfigured_models_fail_the_dry_run(run_snakemake: Runner, tmp_path: Path) -> None:
+    cases = {
+        "models:\n  cp:\n    method: external\n": "'profiles' is a required property",
+        "models:\n  dino_tiny:\n    profile_steps: [whiten]\n": "valid steps: variance",
+        "models:\n  rf:\n    method: random_features\n    backbone: vit_tiny_patch16_224\n": (
+            "builds no network"
+        ),
+    }
+    for i, (text, message) in enumerate(cases.items()):
+        bad = tmp_path / f"bad{i}.yaml"
+        bad.write_text(text)
+        res = run_snakemake("--dry-run", configfiles=(TINY, bad))
+        assert res.returncode != 0, text
+        assert message in res.stdout + res.stderr, text
