@@ -34,6 +34,7 @@ GENE = "Metadata_gene"
 GENE_FAMILY = "Metadata_gene_family"
 CELL_COUNT = "Metadata_cell_count"
 N_TILES = "Metadata_n_tiles"
+N_SITES = "Metadata_n_sites"
 N_WELLS = "Metadata_n_wells"
 
 LOAD_DATA_KEYS: tuple[str, ...] = (PLATE, WELL, SITE)

@@ -2,5 +2,6 @@
 
 Rules in ``workflow/rules/embed.smk``. ``tiles``, ``wells`` and ``random_features`` (the seeded
 noise of the ``random_features`` baseline) need no torch (the gather jobs start fast); ``shard``
-runs the exported backbone.
+runs the exported backbone. ``segment`` and ``cellprofiler`` are the CellProfiler-style
+baseline (cp-measure features of segmented cells, per-well medians).
 """
