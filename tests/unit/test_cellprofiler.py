@@ -28,13 +28,13 @@ from paintssl.embed.cellprofiler import (
     measure_site,
     segment_cells,
     segment_nuclei,
-    select_features,
     site_features,
 )
 from paintssl.embed.segment import nucleus_settings
 from paintssl.preprocess.codec import read_scaled_site, to_uint16
 from paintssl.preprocess.images import scale_to_unit
 from paintssl.preprocess.plate import count_nuclei, dna_otsu
+from paintssl.profiles.normalize import select_features
 from paintssl.synthetic.config import BASE_SITE, SyntheticConfig, rng_for
 from paintssl.synthetic.plate import PlateContext, plate_context, render_site
 from paintssl.synthetic.render import _place_cells, acquire, phenotype, render_cells

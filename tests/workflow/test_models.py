@@ -31,8 +31,8 @@ def test_default_run_plans_random_features_beside_the_networks(run_snakemake: Ru
     assert counts["plot_training_curves"] == 3
 
 
-def test_noise_features_need_no_pretraining(run_snakemake: Runner) -> None:
-    counts = dry_run(run_snakemake, "results/eval/noise_features.tsv")
+def test_random_features_need_no_pretraining(run_snakemake: Runner) -> None:
+    counts = dry_run(run_snakemake, "results/eval/random_features.tsv")
     assert counts["embed_random_features"] == 8
     assert counts["preprocess_plate"] == 8  # the manifests give the wells and their counts
     assert not NETWORK_RULES & set(counts), counts
@@ -44,11 +44,11 @@ def test_external_profiles_need_no_images(run_snakemake: Runner, tmp_path: Path)
     )
     extra = tmp_path / "external.yaml"
     extra.write_text(
-        "models:\n  cellprofiler:\n    method: external\n    profiles: cp.csv\n"
+        "models:\n  jump_cellprofiler:\n    method: external\n    profiles: cp.csv\n"
         "    profile_steps: [mad, drop_nonfinite]\n"
-        "run_models: [random_vits, cellprofiler]\n"
+        "run_models: [random_vits, jump_cellprofiler]\n"
     )
-    counts = dry_run(run_snakemake, "results/eval/cellprofiler.tsv", configfiles=(extra,))
+    counts = dry_run(run_snakemake, "results/eval/jump_cellprofiler.tsv", configfiles=(extra,))
     assert counts["import_external_profiles"] == 1  # one job writes every evaluation plate
     assert counts["normalize_profiles"] == 1
     assert not {"preprocess_plate", "embed_random_features"} & set(counts), counts
@@ -56,6 +56,15 @@ def test_external_profiles_need_no_images(run_snakemake: Runner, tmp_path: Path)
     everything = dry_run(run_snakemake, configfiles=(extra,))
     assert everything["pretrain"] == 1  # random_vits only: no training curves, no pretrain
     assert "plot_training_curves" not in everything
+
+
+def test_cellprofiler_features_are_measured_per_plate_without_a_network(
+    run_snakemake: Runner,
+) -> None:
+    counts = dry_run(run_snakemake, "results/eval/cellprofiler.tsv")
+    assert counts["measure_cellprofiler"] == 8  # one CPU job per tiny plate
+    assert counts["preprocess_plate"] == 8
+    assert not NETWORK_RULES & set(counts), counts
 
 
 def test_misconfigured_models_fail_the_dry_run(run_snakemake: Runner, tmp_path: Path) -> None:

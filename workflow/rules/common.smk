@@ -41,6 +41,7 @@ def one_of(names):
 
 NETWORK_MODELS = [m for m in MODELS if builds_network(config["models"][m]["method"])]
 RANDOM_FEATURE_MODELS = models_of("random_features")
+CELLPROFILER_MODELS = models_of("cellprofiler")
 EXTERNAL_MODELS = models_of("external")
 
 

@@ -1,6 +1,7 @@
 # Per-plate well embeddings, results/embeddings/{model}/{plate}.parquet, by method: models that
 # build a network embed sharded sites (embed_shard, gather_embeddings); random_features draws
-# seeded noise per well of the manifest; external imports the user's profile table.
+# seeded noise per well of the manifest; cellprofiler segments and measures the sites (CPU);
+# external imports the user's profile table.
 rule embed_shard:
     input:
         manifest="results/images/{plate}/manifest.parquet",
@@ -69,6 +70,30 @@ rule embed_random_features:
         seed=lookup(dpath="seed", within=config),
     script:
         "../scripts/embed_random_features.py"
+
+
+rule measure_cellprofiler:
+    input:
+        manifest="results/images/{plate}/manifest.parquet",
+    output:
+        embeddings="results/embeddings/{model}/{plate}.parquet",
+    log:
+        "logs/measure_cellprofiler/{model}/{plate}.log",
+    benchmark:
+        "benchmarks/measure_cellprofiler/{model}/{plate}.tsv"
+    wildcard_constraints:
+        model=one_of(CELLPROFILER_MODELS),
+    conda:
+        "../envs/profiling.yaml"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=240,
+    params:
+        model=get_model,
+        channels=lookup(dpath="channels", within=config),
+    script:
+        "../scripts/measure_cellprofiler.py"
 
 
 rule import_external_profiles:

@@ -33,7 +33,6 @@ import numpy as np
 import pandas as pd
 from cp_measure.bulk import get_core_measurements, get_correlation_measurements
 from cp_measure.core.numba.measuretexture import get_texture
-from pycytominer import feature_select
 from skimage.segmentation import find_boundaries
 
 from paintssl.embed.segment import (
@@ -51,13 +50,12 @@ from paintssl.tables import (
     N_SITES,
     SITE,
     WELL_KEYS,
-    feature_columns,
     write_parquet,
 )
 
 __all__ = [
     "CellProfilerConfig", "feature_names", "measure_plate", "measure_site", "segment_cells",
-    "segment_nuclei", "segment_site", "select_features", "site_features", "well_features",
+    "segment_nuclei", "segment_site", "site_features", "well_features",
 ]  # fmt: skip
 log = logging.getLogger(__name__)
 COMPARTMENTS: tuple[str, ...] = ("Cells", "Nuclei", "Cytoplasm")
@@ -351,38 +349,3 @@ def measure_plate(
     write_parquet(wells, out)
     log.info("%s: %d wells, %d features, %d cells", manifest, len(wells), len(columns),
              int(wells[CELL_COUNT].sum()))  # fmt: skip
-
-
-FEATURE_SELECTION: tuple[str, ...] = (
-    "variance_threshold", "correlation_threshold", "drop_na_columns", "blocklist",
-)  # fmt: skip
-"""pycytominer operations of the JUMP profiling recipe, in its order."""
-
-
-def select_features(
-    wells: pd.DataFrame,
-    operations: Sequence[str] = FEATURE_SELECTION,
-    corr_threshold: float = 0.9,
-    na_cutoff: float = 0.05,
-) -> pd.DataFrame:
-    """Drop uninformative feature columns with :func:`pycytominer.feature_select`.
-
-    Parameters
-    ----------
-    wells
-        Metadata columns plus features (every non-``Metadata_*`` column).
-    operations
-        pycytominer operations, applied in order to the feature columns only.
-    corr_threshold
-        Features correlated above this with a kept feature are dropped.
-    na_cutoff
-        Features with a larger fraction of NaN are dropped (``drop_na_columns``).
-
-    Returns
-    -------
-    pandas.DataFrame
-        ``wells`` without the dropped feature columns (metadata and row order kept);
-        ``blocklist`` uses pycytominer's packaged CellProfiler blocklist.
-    """
-    return feature_select(wells, features=feature_columns(wells), operation=list(operations),
-                          corr_threshold=corr_threshold, na_cutoff=na_cutoff)  # fmt: skip

@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-BASELINE_METHODS: tuple[str, ...] = ("random", "random_features", "external")
+BASELINE_METHODS: tuple[str, ...] = ("random", "random_features", "cellprofiler", "external")
 """Methods that are not SSL objectives; every other method is a key of ``OBJECTIVES``."""
-NETWORKLESS_METHODS: tuple[str, ...] = ("random_features", "external")
+NETWORKLESS_METHODS: tuple[str, ...] = ("random_features", "cellprofiler", "external")
 """Methods that build no network: no backbone, no pretraining, no images embedded."""
 RANDOM_FEATURES_DIM = 384
 """Default ``method_params.dim`` of ``random_features`` (the width of a ViT-S/16)."""
@@ -34,8 +34,9 @@ class ModelConfig:
     Attributes
     ----------
     method : ``random`` (export the seeded initialisation untrained), ``random_features``
-        (seeded N(0, 1) well features, no network), ``external`` (a table of well
-        profiles computed elsewhere) or a key of ``OBJECTIVES``.
+        (seeded N(0, 1) well features, no network), ``cellprofiler`` (cp-measure features
+        of segmented cells; ``method_params`` are ``CellProfilerConfig`` fields),
+        ``external`` (a table of well profiles computed elsewhere) or a key of ``OBJECTIVES``.
     backbone : timm model name, built with ``pretrained=False``; required by every method
         that builds a network, refused by the others.
     img_size : side of training crops and embedding tiles in pixels (same rule).

@@ -178,6 +178,48 @@ def drop_nonfinite_features(df: pd.DataFrame) -> pd.DataFrame:
     return df.drop(columns=np.asarray(features)[bad])
 
 
+FEATURE_SELECTION: tuple[str, ...] = (
+    "variance_threshold", "correlation_threshold", "drop_na_columns", "blocklist",
+)  # fmt: skip
+"""pycytominer operations of the JUMP profiling recipe, in its order."""
+
+
+def select_features(
+    wells: pd.DataFrame,
+    operations: Sequence[str] = FEATURE_SELECTION,
+    corr_threshold: float = 0.9,
+    na_cutoff: float = 0.05,
+) -> pd.DataFrame:
+    """Drop uninformative feature columns with :func:`pycytominer.feature_select`.
+
+    Parameters
+    ----------
+    wells
+        Metadata columns plus features (every non-``Metadata_*`` column).
+    operations
+        pycytominer operations, applied in order to the feature columns only.
+    corr_threshold
+        Features correlated above this with a kept feature are dropped.
+    na_cutoff
+        Features with a larger fraction of NaN are dropped (``drop_na_columns``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``wells`` without the dropped feature columns (metadata and row order kept);
+        ``blocklist`` uses pycytominer's packaged CellProfiler blocklist.
+    """
+    from pycytominer import feature_select
+
+    return feature_select(
+        wells,
+        features=feature_columns(wells),
+        operation=list(operations),
+        corr_threshold=corr_threshold,
+        na_cutoff=na_cutoff,
+    )
+
+
 Step = Callable[[pd.DataFrame, ProfileConfig], pd.DataFrame]
 """A profile step: well profiles and the ``profiles`` settings -> well profiles."""
 
@@ -202,6 +244,11 @@ def _drop_nonfinite(df: pd.DataFrame, cfg: ProfileConfig) -> pd.DataFrame:
     return drop_nonfinite_features(df)
 
 
+def _featselect(df: pd.DataFrame, cfg: ProfileConfig) -> pd.DataFrame:
+    """:func:`select_features` with the JUMP recipe's operations (CellProfiler features)."""
+    return select_features(df)
+
+
 def _harmony(df: pd.DataFrame, cfg: ProfileConfig) -> pd.DataFrame:
     """:func:`harmony_correct` on batch with ``harmony_clusters``, ``harmony_iterations``."""
     return harmony_correct(df, n_clusters=cfg.harmony_clusters, max_iter=cfg.harmony_iterations)
@@ -212,6 +259,7 @@ STEPS: dict[str, Step] = {
     "sphere": _sphere,
     "mad": _mad,
     "drop_nonfinite": _drop_nonfinite,
+    "featselect": _featselect,
     "harmony": _harmony,
 }
 """The profile steps by name: the only place mapping a step name to code."""
