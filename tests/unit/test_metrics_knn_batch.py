@@ -15,6 +15,7 @@ from paintssl.evaluate.knn import (
     separated,
     unit_rows,
 )
+from paintssl.evaluate.wells import nearest_neighbour_rows
 
 
 def test_nsb_accuracy_counts_only_other_batch_neighbours() -> None:
@@ -139,3 +140,23 @@ def test_gene_family_clustering_recovers_planted_families() -> None:
     too_small = cluster_families(meta.iloc[:6], feats[:6])
     assert np.isnan(too_small.ami)
     assert "gene families" in too_small.note
+
+
+def test_authors_nsb_counts_other_perturbations_of_the_same_batch() -> None:
+    # a0's nearest well is b0 of its own batch, then a1 of the other batch
+    feats = np.array([[1.0, 0.0], [0.99, 0.14], [0.9, -0.44], [0.0, 1.0]])
+    meta = pd.DataFrame(
+        {
+            "Metadata_pert_type": "trt",
+            "Metadata_JCP2022": ["a", "b", "a", "b"],  # a0, b0, a1, b1
+            "Metadata_Batch": ["0", "0", "1", "1"],
+            "Metadata_target": None,
+            "Metadata_gene_family": None,
+        }
+    )
+    graphs = {"observed": neighbour_search(feats, 3), "random_features": neighbour_search(feats, 3)}
+    rows = pd.DataFrame(nearest_neighbour_rows("all", meta, graphs, seed=0))
+    observed = rows[rows["variant"] == "observed"].set_index("metric")["value"]
+    # NSB: a0 -> a1, b0 -> a1 (wrong), a1 -> a0, b1 -> b0; authors: a0 and b0 pick each other
+    assert observed["nsb_accuracy"] == 0.75
+    assert observed["nsb_accuracy_authors"] == 0.5
