@@ -1,6 +1,5 @@
-"""paintssl: self-supervised Cell Painting representations and JUMP-style profiles."""
+"""paintssl: self-supervised Cell Painting representations and JUMP-style profiles.
 
-CHANNELS: tuple[str, ...] = ("DNA", "ER", "RNA", "AGP", "Mito")
-"""Default Cell Painting channel names, in the order the merged 5-channel TIFFs store them."""
-
-__all__ = ["CHANNELS"]
+One subpackage per pipeline stage (docs/ARCHITECTURE.md); shared table conventions in
+``paintssl.tables``.
+"""

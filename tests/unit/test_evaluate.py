@@ -49,6 +49,23 @@ def test_planted_replicates_are_retrieved_and_chance_is_low(table: pd.DataFrame)
     assert (observed["n_groups"] == 24).all()
 
 
+def test_planted_replicates_replicate_and_chance_does_not(table: pd.DataFrame) -> None:
+    # every replicate of a planted perturbation is closer than 95 % of non-replicate pairs
+    assert (value(table, "percent_replicating") > 0.9).all()
+    assert (value(table, "median_replicate_correlation") > 0.5).all()
+    for variant in ("random_features", "shuffled_labels"):  # 5 % above the 95th percentile
+        assert (value(table, "percent_replicating", variant).between(0.0, 0.2)).all()
+        assert (value(table, "median_replicate_correlation", variant).abs() < 0.2).all()
+
+
+def test_percent_replicating_subsample_is_capped(planted: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "model.tsv"
+    evaluate_model({"batch": planted["batch"]}, out, EvalConfig(null_size=100, max_replicating=40))
+    rows = pd.read_csv(out, sep="\t").query("metric == 'percent_replicating'")
+    assert (rows["n_queries"] == 40).all()
+    assert rows["value"].notna().all()
+
+
 def test_group_maps_beat_their_chance_levels(table: pd.DataFrame) -> None:
     for metric in ("target_map", "gene_family_map"):
         assert (value(table, metric) > value(table, metric, "random_features") + 0.15).all()
