@@ -179,7 +179,7 @@ def dataclass_defaults(cls: type) -> dict[str, object]:
 def test_schema_methods_are_the_registered_objectives_and_the_baselines() -> None:
     objectives = set(load("paintssl.pretrain.objectives:OBJECTIVES"))
     baselines = set(load("paintssl.pretrain.config:BASELINE_METHODS"))
-    assert baselines == {"random", "random_features", "external"}
+    assert baselines == {"random", "random_features", "cellprofiler", "external"}
     assert not objectives & baselines
     assert set(MODEL_SCHEMA["method"]["enum"]) == baselines | objectives
 

@@ -173,7 +173,7 @@ def test_default_chain_follows_the_profiles_section() -> None:
     )
     assert profile_chain(["mad", "variance"], ProfileConfig()) == ("mad", "variance")
     assert profile_chain([], ProfileConfig()) == ()
-    assert set(STEPS) == {"variance", "sphere", "mad", "drop_nonfinite", "harmony"}
+    assert set(STEPS) == {"variance", "sphere", "mad", "drop_nonfinite", "featselect", "harmony"}
 
 
 def test_unknown_step_lists_the_valid_ones() -> None:
@@ -182,7 +182,7 @@ def test_unknown_step_lists_the_valid_ones() -> None:
     with pytest.raises(ValueError, match="list of step names"):
         profile_chain("mad", ProfileConfig())
     noise = {"method": "random_features"}
-    models = {"a": noise, "b": noise | {"profile_steps": ["featselect"]}}
+    models = {"a": noise, "b": noise | {"profile_steps": ["whiten"]}}
     with pytest.raises(ValueError, match=r"^models\.b: unknown profile step"):
         model_chains(models, ProfileConfig())
     with pytest.raises(ValueError, match=r"^models\.c: method 'external' needs"):
