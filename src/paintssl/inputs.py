@@ -104,6 +104,7 @@ def _require_names(table: pd.DataFrame, column: str, path: Path) -> None:
 
 
 def require_unique(table: pd.DataFrame, keys: Sequence[str], path: Path) -> None:
+    """Raise :class:`InputError` naming the rows where a combination of ``keys`` repeats."""
     dup = table.index[table.duplicated(list(keys), keep=False)]
     if len(dup):
         first = table.loc[dup[0], list(keys)].tolist()
