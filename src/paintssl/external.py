@@ -21,8 +21,8 @@ from paintssl.inputs import (
     MAX_LISTED,
     PARQUET_SUFFIXES,
     InputError,
-    _lines,
-    _require_unique,
+    require_unique,
+    row_names,
 )
 from paintssl.tables import (
     ANNOTATION_KEYS,
@@ -86,7 +86,7 @@ def _check_features(table: pd.DataFrame, path: Path) -> None:
     if bad:
         first = table[bad[0]].dropna()
         example = (
-            f" (e.g. {first.iloc[0]!r} on {_lines(first.index[:1], path)})" if len(first) else ""
+            f" (e.g. {first.iloc[0]!r} on {row_names(first.index[:1], path)})" if len(first) else ""
         )
         raise InputError(
             f"{path}: non-numeric feature column(s) {_listed(bad)}{example}; every column not "
@@ -144,7 +144,8 @@ def read_external_profiles(
     blank = table.index[table[keys].isna().any(axis=1) | (table[keys] == "").any(axis=1)]
     if len(blank):
         raise InputError(
-            f"{path}: Metadata_Plate or Metadata_Well is empty on {_lines(blank, path)}; fill it in"
+            f"{path}: Metadata_Plate or Metadata_Well is empty on {row_names(blank, path)}; "
+            "fill it in"
         )
     absent = [p for p in plates if p not in set(table[PLATE])]
     if absent:
@@ -157,14 +158,14 @@ def read_external_profiles(
     if others:
         log.info("%s: ignoring %d plates not evaluated in this run", path, len(others))
     table = table[table[PLATE].isin(list(plates))]
-    _require_unique(table, keys, path)
+    require_unique(table, keys, path)
     known = pd.MultiIndex.from_frame(metadata[keys].astype(str))
     orphan = table.index[~pd.MultiIndex.from_frame(table[keys]).isin(known)]
     if len(orphan):
         wells = [f"{p}/{w}" for p, w in table.loc[orphan, keys].itertuples(index=False)]
         raise InputError(
             f"{path}: {len(orphan)} well(s) are not in the metadata table, e.g. "
-            f"{_listed(wells)} on {_lines(orphan, path)}; add them to the metadata table or "
+            f"{_listed(wells)} on {row_names(orphan, path)}; add them to the metadata table or "
             f"drop them from the profiles (well names must match, e.g. A01 vs A1)"
         )
     dropped = [c for c in metadata_columns(table) if c not in keys]

@@ -50,7 +50,7 @@ class InputError(ValueError):
     """Bad user input; the message names the file, row/column and the fix."""
 
 
-def _lines(index: pd.Index | Sequence[int], path: Path) -> str:
+def row_names(index: pd.Index | Sequence[int], path: Path) -> str:
     """Name 0-based data rows: text-file line numbers (header = line 1) or Parquet rows."""
     parquet = path.suffix in PARQUET_SUFFIXES
     numbers = [int(i) + (1 if parquet else 2) for i in index]
@@ -88,7 +88,9 @@ def _require_values(table: pd.DataFrame, columns: Sequence[str], path: Path) -> 
     for col in columns:
         empty = table.index[table[col].isna() | (table[col].astype(str) == "")]
         if len(empty):
-            raise InputError(f"{path}: column {col} is empty on {_lines(empty, path)}; fill it in")
+            raise InputError(
+                f"{path}: column {col} is empty on {row_names(empty, path)}; fill it in"
+            )
 
 
 def _require_names(table: pd.DataFrame, column: str, path: Path) -> None:
@@ -96,18 +98,19 @@ def _require_names(table: pd.DataFrame, column: str, path: Path) -> None:
     if len(bad):
         values = ", ".join(repr(v) for v in table.loc[bad[:MAX_LISTED], column])
         raise InputError(
-            f"{path}: column {column} has invalid value(s) {values} on {_lines(bad, path)}; "
+            f"{path}: column {column} has invalid value(s) {values} on {row_names(bad, path)}; "
             f"use only letters, digits, '_' and '-'"
         )
 
 
-def _require_unique(table: pd.DataFrame, keys: Sequence[str], path: Path) -> None:
+def require_unique(table: pd.DataFrame, keys: Sequence[str], path: Path) -> None:
+    """Raise :class:`InputError` naming the rows where a combination of ``keys`` repeats."""
     dup = table.index[table.duplicated(list(keys), keep=False)]
     if len(dup):
         first = table.loc[dup[0], list(keys)].tolist()
         raise InputError(
             f"{path}: duplicate ({', '.join(keys)}) = {tuple(first)} and others on "
-            f"{_lines(dup, path)}; each combination must appear once"
+            f"{row_names(dup, path)}; each combination must appear once"
         )
 
 
@@ -130,13 +133,13 @@ def read_plate_sheet(path: str | Path) -> pd.DataFrame:
     _require_columns(sheet, SHEET_COLUMNS, path)
     _require_values(sheet, SHEET_COLUMNS, path)
     _require_names(sheet, "plate", path)
-    _require_unique(sheet, ["plate"], path)
+    require_unique(sheet, ["plate"], path)
     if "split" in sheet.columns:
         bad = sheet.index[~sheet["split"].isin([*SPLITS, ""])]
         if len(bad):
             raise InputError(
                 f"{path}: column split has value(s) {sorted(set(sheet.loc[bad, 'split']))} on "
-                f"{_lines(bad, path)}; use train, eval, or leave it empty for both"
+                f"{row_names(bad, path)}; use train, eval, or leave it empty for both"
             )
         sheet["split"] = sheet["split"].replace("", None)
     else:
@@ -170,13 +173,13 @@ def _join_paths(table: pd.DataFrame, kind: str, ch: str, base: Path, path: Path)
     empty = table.index[names == ""]
     if len(empty):
         raise InputError(
-            f"{path}: FileName_{kind}{ch} is empty on {_lines(empty, path)}; fill it in"
+            f"{path}: FileName_{kind}{ch} is empty on {row_names(empty, path)}; fill it in"
         )
     remote = table.index[folders.str.contains("://", regex=False)]
     if len(remote):
         raise InputError(
             f"{path}: PathName_{kind}{ch} is a URL ({folders[remote[0]]}) on "
-            f"{_lines(remote, path)}; "
+            f"{row_names(remote, path)}; "
             f"download the images and point PathName_* at the local folder"
         )
     return pd.Series(
@@ -235,7 +238,7 @@ def read_load_data(path: str | Path, channels: Sequence[str] = CHANNELS) -> pd.D
             f"{path}: holds {len(plates)} plates ({', '.join(plates[:MAX_LISTED])}); "
             f"split it into one load_data.csv per plate"
         )
-    _require_unique(table, LOAD_DATA_KEYS, path)
+    require_unique(table, LOAD_DATA_KEYS, path)
     base = path.resolve().parent
     out = table[list(LOAD_DATA_KEYS)].copy()
     for ch in channels:
@@ -305,10 +308,10 @@ def read_metadata(path: str | Path, plates: Sequence[str]) -> pd.DataFrame:
     if len(bad):
         values = sorted(set(table.loc[bad, PERT_TYPE]))
         raise InputError(
-            f"{path}: column Metadata_pert_type has value(s) {values} on {_lines(bad, path)}; "
+            f"{path}: column Metadata_pert_type has value(s) {values} on {row_names(bad, path)}; "
             f"use one of {', '.join(PERT_TYPES)}"
         )
-    _require_unique(table, [PLATE, WELL], path)
+    require_unique(table, [PLATE, WELL], path)
     has_negcon = set(table.loc[table[PERT_TYPE] == "negcon", PLATE])
     lacking = [p for p in plates if p not in has_negcon]
     if lacking:

@@ -198,7 +198,11 @@ def test_schema_requires_a_backbone_exactly_for_methods_that_build_a_network() -
         ("preprocess", "paintssl.preprocess.plate:PreprocessConfig", set()),
         ("embed", "paintssl.embed.tiles:EmbedConfig", set()),
         ("profiles", "paintssl.profiles.normalize:ProfileConfig", set()),
-        ("eval", "paintssl.evaluate.model:EvalConfig", {"baselines"}),  # for compare_models
+        (
+            "eval",
+            "paintssl.evaluate.model:EvalConfig",
+            {"baselines", "reference"},
+        ),  # for compare_models
         ("figures/umap", "paintssl.figures.plots:UmapConfig", set()),
     ],
 )

@@ -45,6 +45,11 @@ rule compare_models:
             caption="../report/wilcoxon.rst",
             category="Comparison",
         ),
+        comparison=report(
+            "results/eval/comparison.tsv",
+            caption="../report/comparison.rst",
+            category="Comparison",
+        ),
     log:
         "logs/compare_models/compare_models.log",
     benchmark:
@@ -57,5 +62,6 @@ rule compare_models:
     params:
         models=RUN_MODELS,
         baselines=lookup(dpath="eval/baselines", within=config),
+        reference=lookup(dpath="eval/reference", within=config),
     script:
         "../scripts/compare_models.py"

@@ -15,5 +15,7 @@ compare_models(
     ap_tables=dict(zip(snakemake.params.models, snakemake.input.ap, strict=True)),
     summary_out=snakemake.output.summary,
     wilcoxon_out=snakemake.output.wilcoxon,
+    comparison_out=snakemake.output.comparison,
     baselines=snakemake.params.baselines,
+    reference=snakemake.params.reference,
 )
