@@ -3,6 +3,8 @@
 import os
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -15,3 +17,19 @@ def _shared_data() -> Path:
 
 
 SHARED_DATA = _shared_data()
+
+
+def require_shared(path: Path) -> None:
+    """Skip a test whose shared data is absent here; in CI (``CI`` set) fail it instead.
+
+    CI runs beside a copy of shared/, so a missing file there is a broken test set-up, not
+    a reason to pass without checking anything.
+    """
+    if path.exists():
+        return
+    message = (
+        f"shared data absent: {path} (set PAINTSSL_SHARED_DATA or lay shared/ beside the clone)"
+    )
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)

@@ -12,7 +12,7 @@ from paintssl.external import import_external_profiles, read_external_profiles
 from paintssl.inputs import InputError, read_metadata
 from paintssl.profiles.normalize import annotate_wells
 from paintssl.tables import PLATE, WELL, WELL_KEYS, feature_columns
-from tests.paths import SHARED_DATA
+from tests.paths import SHARED_DATA, require_shared
 
 LINCS_PLATE = SHARED_DATA / "cytominer-eval-lincs" / "SQ00015054_normalized_feature_select.csv.gz"
 LINCS_FEATURES = 454
@@ -37,8 +37,7 @@ def lincs_metadata(path: Path, out: Path) -> pd.DataFrame:
 
 
 def test_lincs_cellprofiler_plate_reads_as_external_profiles(tmp_path: Path) -> None:
-    if not LINCS_PLATE.exists():
-        pytest.skip(f"LINCS reference plate absent: {LINCS_PLATE}")
+    require_shared(LINCS_PLATE)
     metadata = lincs_metadata(LINCS_PLATE, tmp_path / "metadata.parquet")
     profiles = read_external_profiles(LINCS_PLATE, metadata, ["SQ00015054"])
     assert len(profiles) == 384

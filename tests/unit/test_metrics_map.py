@@ -20,7 +20,7 @@ from paintssl.evaluate.map import (
     summarize_map,
     summary_p_value,
 )
-from tests.paths import SHARED_DATA
+from tests.paths import SHARED_DATA, require_shared
 
 LINCS = SHARED_DATA / "cytominer-eval-lincs"
 LINCS_PLATE = LINCS / "SQ00015054_normalized_feature_select.csv.gz"
@@ -220,8 +220,7 @@ def test_multilabel_profiles_sharing_any_label_are_positives() -> None:
 
 
 def read_lincs() -> pd.DataFrame:
-    if not LINCS_PLATE.exists():
-        pytest.skip(f"LINCS reference plate absent: {LINCS_PLATE}")
+    require_shared(LINCS_PLATE)
     df = pd.read_csv(LINCS_PLATE)
     return df.loc[:, df.nunique() > 1].copy()
 

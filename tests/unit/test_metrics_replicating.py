@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from paintssl.evaluate.replicating import median_replicate_correlation, replicate_reproducibility
-from tests.paths import SHARED_DATA
+from tests.paths import SHARED_DATA, require_shared
 
 LINCS_PLATE = SHARED_DATA / "cytominer-eval-lincs" / "SQ00015054_normalized_feature_select.csv.gz"
 DOSE_GROUPS = ["Metadata_broad_sample", "Metadata_mg_per_ml"]
@@ -13,8 +13,7 @@ DOSE_GROUPS = ["Metadata_broad_sample", "Metadata_mg_per_ml"]
 
 @pytest.fixture(scope="module")
 def lincs() -> tuple[pd.DataFrame, np.ndarray]:
-    if not LINCS_PLATE.exists():
-        pytest.skip(f"LINCS reference plate absent: {LINCS_PLATE}")
+    require_shared(LINCS_PLATE)
     df = pd.read_csv(LINCS_PLATE)
     meta = df.filter(like="Metadata_")
     return meta, df.drop(columns=meta.columns).to_numpy()

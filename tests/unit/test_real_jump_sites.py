@@ -20,7 +20,7 @@ from paintssl.preprocess.codec import read_site_tiff
 from paintssl.preprocess.plate import PreprocessConfig, preprocess_plate
 from paintssl.pretrain.backbones import create_backbone, export_weights
 from paintssl.tables import CHANNELS
-from tests.paths import SHARED_DATA
+from tests.paths import SHARED_DATA, require_shared
 
 DATA = SHARED_DATA / "jump-rab30-mini"
 ZARR_CHANNELS = ("AGP", "DNA", "ER", "Mito", "RNA")
@@ -29,9 +29,10 @@ SITES = {  # zarr site index -> (source, batch, plate, well, site, plausible cel
     1: ("source_13", "20220914_Run1", "CP-CC9-R1-05", "L07", "0", (40, 90)),
 }
 
-pytestmark = pytest.mark.skipif(
-    not (DATA / "images.zarr").is_dir(), reason=f"real JUMP sites not available at {DATA}"
-)
+
+@pytest.fixture(scope="module", autouse=True)
+def real_sites() -> None:
+    require_shared(DATA / "images.zarr")
 
 
 def read_chunk(site: int, channel: int) -> np.ndarray:
