@@ -26,11 +26,9 @@ from paintssl.embed.cellprofiler import (
     feature_names,
     measure_plate,
     measure_site,
-    segment_cells,
-    segment_nuclei,
     site_features,
 )
-from paintssl.embed.segment import nucleus_settings
+from paintssl.embed.segment import nucleus_settings, segment_cells, segment_nuclei
 from paintssl.preprocess.codec import read_scaled_site, to_uint16
 from paintssl.preprocess.images import scale_to_unit
 from paintssl.preprocess.plate import count_nuclei, dna_otsu

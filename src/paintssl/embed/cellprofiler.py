@@ -37,8 +37,6 @@ from skimage.segmentation import find_boundaries
 
 from paintssl.embed.segment import (
     JUMP_NUCLEUS_DIAMETER,
-    segment_cells,
-    segment_nuclei,
     segment_site,
 )
 from paintssl.preprocess.codec import U16_MAX, read_scaled_site
@@ -54,8 +52,8 @@ from paintssl.tables import (
 )
 
 __all__ = [
-    "CellProfilerConfig", "feature_names", "measure_plate", "measure_site", "segment_cells",
-    "segment_nuclei", "segment_site", "site_features", "well_features",
+    "CellProfilerConfig", "feature_names", "measure_plate", "measure_site", "site_features",
+    "well_features",
 ]  # fmt: skip
 log = logging.getLogger(__name__)
 COMPARTMENTS: tuple[str, ...] = ("Cells", "Nuclei", "Cytoplasm")
