@@ -65,7 +65,7 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, 
 
 def test_plate_sheet_has_jump_hierarchy() -> None:
     sheet = plate_sheet(SyntheticConfig(), "data/synthetic")
-    assert list(sheet.columns) == ["plate", "batch", "source", "load_data"]
+    assert list(sheet.columns) == ["plate", "batch", "source", "split", "load_data"]
     assert len(sheet) == 16
     assert sheet["plate"].is_monotonic_increasing
     assert sheet["plate"].is_unique
@@ -75,6 +75,18 @@ def test_plate_sheet_has_jump_hierarchy() -> None:
     assert (sheet.groupby("batch")["plate"].nunique() == 2).all()
     first = sheet.iloc[0]
     assert first["load_data"] == f"data/synthetic/{first['plate']}/load_data.csv"
+
+
+def test_plate_sheet_holds_out_the_last_plate_of_every_batch() -> None:
+    sheet = plate_sheet(SyntheticConfig(plates_per_batch=3), "data/synthetic")
+    assert (sheet.groupby("batch")["split"].value_counts().unstack() == [1, 2]).all().all()
+    assert set(sheet.loc[sheet["split"] == "eval", "plate"].str[-3:]) == {"p03"}
+    for key in ("batch", "source"):  # every batch and source in both splits
+        assert (sheet.groupby(key)["split"].nunique() == 2).all()
+    unsplit = plate_sheet(SyntheticConfig(eval_plates_per_batch=0), "data/synthetic")
+    assert unsplit["split"].isna().all()
+    with pytest.raises(ValueError, match=r"eval_plates_per_batch.*set it to 0"):
+        SyntheticConfig(plates_per_batch=1)
 
 
 def test_render_plate_writes_resolvable_load_data(

@@ -17,7 +17,7 @@ import pytest
 from .conftest import REPO
 
 CI_CONFIG = """\
-synthetic: {site_size: 112, sites_per_well: 2, plates_per_batch: 1}
+synthetic: {site_size: 112, sites_per_well: 2, plates_per_batch: 1, eval_plates_per_batch: 0}
 eval: {null_size: 100}
 models:
   random_vits: {img_size: 112}

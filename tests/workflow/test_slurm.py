@@ -69,6 +69,7 @@ def snakemake_slurm(workdir: Path, *targets: str) -> subprocess.CompletedProcess
         "--directory", str(workdir),
         "--profile", str(REPO / "profiles/slurm"),
         "--slurm-init-seconds-before-status-checks", "2",
+        "--set-threads", "pretrain=2", "embed_shard=2",  # this one-node cluster: 2 CPUs
         *targets,
         "--configfile", str(REPO / "config/config.yaml"), str(TINY), str(ONE_PLATE),
     ]  # fmt: skip

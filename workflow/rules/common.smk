@@ -13,6 +13,8 @@ from paintssl.synthetic.layout import plate_sheet
 validate(config, schema="../schemas/config.schema.yaml")
 
 SYNTHETIC = config.get("plates") is None
+# What the synthetic images and metadata depend on: not the split, so a new split renders nothing.
+RENDERING = {k: v for k, v in config["synthetic"].items() if k != "eval_plates_per_batch"}
 if SYNTHETIC:
     PLATES = plate_sheet(SyntheticConfig(**config["synthetic"]), "resources/synthetic")
 else:

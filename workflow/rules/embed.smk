@@ -16,7 +16,7 @@ rule embed_shard:
         model=one_of(NETWORK_MODELS),
     conda:
         "../envs/torch.yaml"
-    threads: 2
+    threads: 1
     resources:
         gpu=1,
         mem_mb=8000,
@@ -85,7 +85,7 @@ rule measure_cellprofiler:
         model=one_of(CELLPROFILER_MODELS),
     conda:
         "../envs/profiling.yaml"
-    threads: 2
+    threads: 1
     resources:
         mem_mb=8000,
         runtime=240,

@@ -16,7 +16,7 @@ rule evaluate_model:
         "benchmarks/evaluate_model/{model}.tsv"
     conda:
         "../envs/profiling.yaml"
-    threads: 2
+    threads: 1
     resources:
         mem_mb=8000,
         runtime=60,

@@ -30,7 +30,7 @@ rule compute_illum:
         "benchmarks/compute_illum/{plate}.tsv"
     conda:
         "../envs/preprocess.yaml"
-    threads: 2
+    threads: 1
     resources:
         mem_mb=8000,
         runtime=60,
@@ -53,7 +53,7 @@ rule preprocess_plate:
         "benchmarks/preprocess_plate/{plate}.tsv"
     conda:
         "../envs/preprocess.yaml"
-    threads: 2
+    threads: 1
     resources:
         mem_mb=4000,
         runtime=120,

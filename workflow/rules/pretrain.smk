@@ -13,7 +13,7 @@ rule pretrain:
         model=one_of(NETWORK_MODELS),
     conda:
         "../envs/torch.yaml"
-    threads: 2
+    threads: 1
     resources:
         gpu=1,
         mem_mb=16000,

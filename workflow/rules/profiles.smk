@@ -10,7 +10,7 @@ rule normalize_profiles:
         "benchmarks/normalize_profiles/{model}.tsv"
     conda:
         "../envs/profiling.yaml"
-    threads: 2
+    threads: 1
     resources:
         mem_mb=8000,
         runtime=60,

@@ -14,7 +14,7 @@ rule render_synthetic_plate:
         mem_mb=2000,
         runtime=30,
     params:
-        synthetic=lookup(dpath="synthetic", within=config),
+        synthetic=RENDERING,
     script:
         "../scripts/render_synthetic_plate.py"
 
@@ -33,6 +33,6 @@ rule render_synthetic_metadata:
         mem_mb=2000,
         runtime=10,
     params:
-        synthetic=lookup(dpath="synthetic", within=config),
+        synthetic=RENDERING,
     script:
         "../scripts/render_synthetic_metadata.py"

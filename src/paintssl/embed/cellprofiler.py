@@ -24,7 +24,7 @@ from __future__ import annotations
 import itertools
 import logging
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -35,9 +35,11 @@ from cp_measure.bulk import get_core_measurements, get_correlation_measurements
 from cp_measure.core.numba.measuretexture import get_texture
 from skimage.segmentation import find_boundaries
 
-from paintssl.embed.segment import (
-    JUMP_NUCLEUS_DIAMETER,
-    segment_site,
+from paintssl.embed.segment import JUMP_NUCLEUS_DIAMETER, segment_site
+from paintssl.embed.shared_measurements import (
+    granularity_by_compartment,
+    radial_features,
+    radial_geometry,
 )
 from paintssl.preprocess.codec import U16_MAX, read_scaled_site
 from paintssl.preprocess.images import imap_bounded
@@ -62,6 +64,8 @@ CHANNEL_GROUPS: tuple[str, ...] = (
     "intensity", "granularity", "radial_distribution", "radial_zernikes", "texture",
 )  # fmt: skip
 CORRELATION_GROUPS: tuple[str, ...] = ("pearson", "manders_fold", "rwc", "costes")
+SHARED_GROUPS: tuple[str, ...] = ("granularity", "radial_distribution")
+"""Measured by :mod:`paintssl.embed.shared_measurements` (cp-measure's values, less work)."""
 FEATURE_GROUPS: tuple[str, ...] = (
     "sizeshape", "zernike", "feret", "intensity", "granularity", "radial_distribution",
     "texture", "pearson", "manders_fold", "rwc",
@@ -137,13 +141,13 @@ def _pair_column(compartment: str, key: str, first: str, second: str) -> str:
 
 
 def _per_object(
-    fn: Callable[..., Mapping[str, object]],
+    fn: Callable[..., Mapping[Hashable, object]],
     labels: np.ndarray,
     n: int,
     before: tuple[np.ndarray, ...] = (),
     after: tuple[np.ndarray | None, ...] = (),
     params: Mapping[str, object] | None = None,
-) -> Iterator[tuple[str, np.ndarray]]:
+) -> Iterator[tuple[Hashable, np.ndarray]]:
     """``fn(*before, labels, *after, **params)`` per object 1..n; objects without pixels: NaN.
 
     cp-measure wants contiguous labels, so labels with no pixels (a cell without
@@ -176,6 +180,50 @@ def _compartments(
     return ids, {name: masks[name] for name in names}
 
 
+def _channel_groups(
+    image: np.ndarray,
+    channels: Sequence[str],
+    masks: Mapping[str, np.ndarray],
+    n: int,
+    groups: Sequence[str],
+    texture_scales: Sequence[int],
+) -> Iterator[tuple[str, np.ndarray]]:
+    """Per-channel groups; granularity and radial distribution share their label work."""
+    # cp-measure's numba texture: the numpy backend's values (to ~1e-5), ~100x faster
+    core = {**get_core_measurements(sanitize=False), "texture": get_texture}
+    for c, channel in enumerate(channels):
+        if "granularity" in groups:
+            shared = granularity_by_compartment(masks, n, image[c], **GROUP_PARAMS.get(
+                "granularity", {}))  # fmt: skip
+            for compartment, values in shared.items():
+                for key, v in values.items():
+                    yield _channel_column(compartment, key, channel, "granularity"), v
+    for compartment, labels in masks.items():
+        if "radial_distribution" in groups:
+            for (c, key), v in _per_object(lambda lab: _radial_all_channels(lab, image), labels, n):
+                yield _channel_column(compartment, key, channels[c], "radial_distribution"), v
+        for group in (g for g in CHANNEL_GROUPS if g in groups and g not in SHARED_GROUPS):
+            scales = texture_scales if group == "texture" else [None]
+            for (c, channel), scale in itertools.product(enumerate(channels), scales):
+                params = {
+                    **GROUP_PARAMS.get(group, {}),
+                    **({} if scale is None else {"scale": scale}),
+                }
+                for key, v in _per_object(core[group], labels, n, after=(image[c],), params=params):
+                    if not key.startswith(POSITIONAL):
+                        yield _channel_column(compartment, key, channel, group), v
+
+
+def _radial_all_channels(
+    labels: np.ndarray, image: np.ndarray
+) -> dict[tuple[int, str], np.ndarray]:
+    """Radial distribution of every plane of ``image`` on one object set (contiguous labels)."""
+    geometry = radial_geometry(labels)
+    return {
+        (c, key): v for c in range(len(image)) for key, v in radial_features(geometry, image[c])
+    }
+
+
 def _measure(
     image: np.ndarray,
     channels: Sequence[str],
@@ -185,8 +233,7 @@ def _measure(
     texture_scales: Sequence[int],
 ) -> dict[str, np.ndarray]:
     """Every requested cp-measure feature of every compartment, keyed by column name."""
-    # cp-measure's numba texture: the numpy backend's values (to ~1e-5), ~100x faster
-    core = {**get_core_measurements(sanitize=False), "texture": get_texture}
+    core = get_core_measurements(sanitize=False)
     corr = get_correlation_measurements(sanitize=False)
     pairs = list(itertools.combinations(range(len(channels)), 2))
     out: dict[str, np.ndarray] = {}
@@ -197,24 +244,13 @@ def _measure(
                 for key, v in _per_object(core[group], labels, n, after=(None,), params=params):
                     if not key.startswith(POSITIONAL):
                         out[f"{compartment}_AreaShape_{key}"] = v
-            for group in (g for g in CHANNEL_GROUPS if g in groups):
-                scales = texture_scales if group == "texture" else [None]
-                for (c, channel), scale in itertools.product(enumerate(channels), scales):
-                    params = {
-                        **GROUP_PARAMS.get(group, {}),
-                        **({} if scale is None else {"scale": scale}),
-                    }
-                    for key, v in _per_object(
-                        core[group], labels, n, after=(image[c],), params=params
-                    ):
-                        if not key.startswith(POSITIONAL):
-                            out[_channel_column(compartment, key, channel, group)] = v
-            for group, (i, j) in itertools.product(
-                (g for g in CORRELATION_GROUPS if g in groups), pairs
-            ):
-                before, params = (image[i], image[j]), GROUP_PARAMS.get(group)
-                for key, v in _per_object(corr[group], labels, n, before=before, params=params):
-                    out[_pair_column(compartment, key, channels[i], channels[j])] = v
+        out.update(_channel_groups(image, channels, masks, n, groups, texture_scales))
+        for (compartment, labels), group, (i, j) in itertools.product(
+            masks.items(), (g for g in CORRELATION_GROUPS if g in groups), pairs
+        ):
+            before, params = (image[i], image[j]), GROUP_PARAMS.get(group)
+            for key, v in _per_object(corr[group], labels, n, before=before, params=params):
+                out[_pair_column(compartment, key, channels[i], channels[j])] = v
     return out
 
 

@@ -23,7 +23,8 @@ note                why a value is NaN, or what it was computed on
 
 When the profile chain is given, a row ``metric=profile_chain, level=well, setting=all,
 variant=observed`` records it in ``note`` (the step names, comma-separated; ``none`` for an
-empty chain) with no value.
+empty chain) with no value. A row ``metric=eval_plates`` (same keys) gives the plates the
+well profiles came from: their number in ``value``, their names in ``note``.
 
 Controls (``Metadata_pert_type`` negcon/poscon) are left out of every retrieval metric, so
 negative controls are never queries (the paper's protocol). The optional F1 table scores
@@ -81,6 +82,7 @@ from paintssl.tables import (
     GENE_FAMILY,
     PERT_TYPE,
     PERTURBATION,
+    PLATE,
     PROFILE_LEVELS,
     SOURCE,
     TARGET,
@@ -300,6 +302,10 @@ def evaluate_model(
         rows.extend(well_rows(tables["well"], seed, cfg.max_silhouette))
     else:
         rows.append(row("nsb_accuracy", "well", "all", "observed", note="no well-level profiles"))
+    if "well" in tables:
+        plates = sorted(tables["well"][PLATE].astype(str).unique())
+        rows.append(row("eval_plates", "well", "all", "observed", value=len(plates),
+                        note=",".join(plates)))  # fmt: skip
     if profile_chain is not None:
         chain = ",".join(profile_chain) or "none"
         rows.append(row("profile_chain", "well", "all", "observed", note=chain))

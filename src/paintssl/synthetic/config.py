@@ -66,6 +66,9 @@ class SyntheticConfig:
     cell_lines : names from ``MORPHOLOGIES`` (U2OS: large, flat, elongated; A549: small, round).
     sources_per_cell_line, batches_per_source, plates_per_batch : plate hierarchy; sources
         are ``source_1 ...``, numbered across cell lines.
+    eval_plates_per_batch : plates of every batch (the last ones) held out of pretraining and
+        used for evaluation (``split`` column of the plates sheet); 0 = every plate in both.
+        Fewer than ``plates_per_batch``, so that every batch, source and cell line is in both.
     plate_format : 96 or 384 wells; wells not used by treatments and poscons hold DMSO.
     sites_per_well, site_size : fields of view per well and their side in pixels (JUMP: 1080);
         cell density per pixel is the same at every size.
@@ -91,6 +94,7 @@ class SyntheticConfig:
     sources_per_cell_line: int = 2
     batches_per_source: int = 2
     plates_per_batch: int = 2
+    eval_plates_per_batch: int = 1
     plate_format: int = 96
     sites_per_well: int = 2
     site_size: int = 224
@@ -131,6 +135,12 @@ class SyntheticConfig:
         for key in counts:
             if getattr(self, key) < 1:
                 raise ValueError(f"synthetic.{key} must be >= 1, got {getattr(self, key)}")
+        if not 0 <= self.eval_plates_per_batch < self.plates_per_batch:
+            raise ValueError(
+                f"synthetic.eval_plates_per_batch must be >= 0 and < plates_per_batch "
+                f"({self.plates_per_batch}) so that every batch is in both splits, got "
+                f"{self.eval_plates_per_batch}; set it to 0 to train and evaluate on every plate"
+            )
         if self.site_size < 32:
             raise ValueError(f"synthetic.site_size must be >= 32 pixels, got {self.site_size}")
         if self.n_dual_target_compounds < 0 or (

@@ -20,7 +20,7 @@ from paintssl.tables import PLATE, WELL, write_parquet
 
 
 def plates_table(cfg: SyntheticConfig) -> pd.DataFrame:
-    """Plate, batch, source and cell line of every plate, sorted by plate."""
+    """Plate, batch, source, cell line and split (train/eval) of every plate, sorted by plate."""
     rows = []
     for i, line in enumerate(cfg.cell_lines):
         for j in range(cfg.sources_per_cell_line):
@@ -34,13 +34,22 @@ def plates_table(cfg: SyntheticConfig) -> pd.DataFrame:
                         "batch": f"source_{k}_batch_{b}",
                         "source": f"source_{k}",
                         "cell_line": line,
+                        "split": _split(cfg, p),
                     }
                 )
     return pd.DataFrame(rows).sort_values("plate", ignore_index=True)
 
 
+def _split(cfg: SyntheticConfig, plate_number: int) -> str | None:
+    """``eval`` for the last ``eval_plates_per_batch`` plates of a batch, else ``train``."""
+    if not cfg.eval_plates_per_batch:
+        return None
+    held_out = plate_number > cfg.plates_per_batch - cfg.eval_plates_per_batch
+    return "eval" if held_out else "train"
+
+
 def plate_sheet(cfg: SyntheticConfig, root: str | Path) -> pd.DataFrame:
-    """Plates sheet (``plate, batch, source, load_data``) of the dataset rendered under ``root``.
+    """Plates sheet (``plate, batch, source, split, load_data``) of the dataset under ``root``.
 
     Cheap: renders nothing and touches no file.
     """
