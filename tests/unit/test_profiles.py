@@ -213,3 +213,124 @@ def test_normalize_profiles_runs_the_given_chain(tmp_path: Path) -> None:
         embeddings, tmp_path / "meta.parquet", out, ProfileConfig(), ["mad", "drop_nonfinite"]
     )
     assert "emb_0000" not in pd.read_parquet(out).columns
+
+
+# Each step against the library it wraps (and, where short, the textbook formula), called
+# directly on the same table with the same settings. The library calls repeat the same
+# float64 operations, so they agree to rounding (1e-9).
+
+
+def design_wells(n_features: int = 32) -> pd.DataFrame:
+    """448 wells on 8 plates (64 negcon wells), with batch effects."""
+    return planted_design_wells(PlantedDesign(n_features=n_features, batch_effect=1.0))
+
+
+def by_well(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows in plate, well order with a fresh index (per-plate steps regroup the rows)."""
+    return df.sort_values(["Metadata_Plate", "Metadata_Well"], ignore_index=True)
+
+
+def test_sphere_step_equals_pycytominer_and_textbook_zca_cor() -> None:
+    """Textbook ZCA-cor (Kessy et al. 2018): z-scores of the negcons times P^(-1/2).
+
+    pycytominer adds ``epsilon`` (1e-6) to the singular values (>= 1.8 here) of the
+    standardised negcon matrix: a relative change < 6e-7 of outputs up to ~20, so < 1.2e-5
+    (hence atol 1e-4); z-scores with the population std instead are off by 0.14.
+    """
+    from pycytominer.operations import Spherize
+
+    wells, cfg = design_wells(), ProfileConfig()  # 64 negcons >= 2 x 32 features: no PCA
+    got = STEPS["sphere"](wells, cfg)
+    meta, features = metadata_columns(wells), feature_columns(wells)
+    assert feature_columns(got) == features
+    pd.testing.assert_frame_equal(got[meta], wells[meta])
+    negcon = wells.loc[wells["Metadata_pert_type"] == "negcon", features]
+    sphere = Spherize(epsilon=cfg.sphering_epsilon, center=True, method="ZCA-cor")
+    library = sphere.fit(negcon).transform(wells[features])
+    np.testing.assert_allclose(got[features], library, rtol=1e-9, atol=1e-9)
+    ref = negcon.to_numpy()
+    z = (wells[features].to_numpy() - ref.mean(axis=0)) / ref.std(axis=0, ddof=1)
+    eigenvalues, eigenvectors = np.linalg.eigh(np.corrcoef(ref, rowvar=False))
+    textbook = z @ (eigenvectors / np.sqrt(eigenvalues)) @ eigenvectors.T
+    np.testing.assert_allclose(got[features], textbook, rtol=1e-5, atol=1e-4)
+
+
+def test_sphere_step_first_reduces_all_wells_with_sklearn_pca() -> None:
+    from pycytominer.operations import Spherize
+    from sklearn.decomposition import PCA
+
+    wells, cfg = design_wells(n_features=40), ProfileConfig()  # 40 > 64 // 2: PCA to 32
+    got = STEPS["sphere"](wells, cfg)
+    pcs = PCA(n_components=32, random_state=0).fit_transform(wells[feature_columns(wells)])
+    pcs = pd.DataFrame(pcs, columns=[f"pc_{i:04d}" for i in range(32)])
+    negcon = pcs[(wells["Metadata_pert_type"] == "negcon").to_numpy()]
+    sphere = Spherize(epsilon=cfg.sphering_epsilon, center=True, method="ZCA-cor")
+    library = sphere.fit(negcon).transform(pcs)
+    assert feature_columns(got) == list(pcs.columns)
+    np.testing.assert_allclose(got[list(pcs.columns)], library, rtol=1e-9, atol=1e-9)
+
+
+def test_mad_step_equals_pycytominer_per_plate_and_median_mad() -> None:
+    """Per plate, (x - median) / (1.4826 median |x - median| + 1e-18) over all its wells."""
+    from pycytominer import normalize
+
+    wells = design_wells()
+    meta, features = metadata_columns(wells), feature_columns(wells)
+    got = by_well(STEPS["mad"](wells, ProfileConfig()))
+    library = by_well(
+        pd.concat(
+            normalize(plate, features=features, meta_features=meta, samples="all",
+                      method="mad_robustize", output_type=None)
+            for _, plate in wells.groupby("Metadata_Plate")
+        )
+    )  # fmt: skip
+    pd.testing.assert_frame_equal(got, library, check_exact=False, rtol=1e-12)
+    expected = []
+    for _, plate in by_well(wells).groupby("Metadata_Plate", sort=False):
+        x = plate[features].to_numpy()
+        median = np.median(x, axis=0)
+        mad = 1.4826 * np.median(np.abs(x - median), axis=0)
+        expected.append((x - median) / (mad + 1e-18))
+    np.testing.assert_allclose(got[features], np.concatenate(expected), rtol=1e-12, atol=1e-12)
+    pd.testing.assert_frame_equal(got[meta], by_well(wells)[meta])
+
+
+def test_featselect_step_equals_pycytominer_feature_select() -> None:
+    from pycytominer import feature_select
+
+    wells = design_wells(n_features=8)
+    rng = np.random.default_rng(1)
+    wells["f_0001"] = 2 * wells["f_0000"] + 0.01 * rng.standard_normal(len(wells))  # r > 0.9
+    wells["f_0002"] = 3.0  # no variance
+    wells.loc[::10, "f_0003"] = np.nan  # 10 % missing > na_cutoff 0.05
+    got = STEPS["featselect"](wells, ProfileConfig())
+    operations = ["variance_threshold", "correlation_threshold", "drop_na_columns", "blocklist"]
+    library = feature_select(wells, features=feature_columns(wells), operation=operations,
+                             corr_threshold=0.9, na_cutoff=0.05)  # fmt: skip
+    pd.testing.assert_frame_equal(got, library)
+    dropped = set(feature_columns(wells)) - set(feature_columns(got))
+    assert dropped - {"f_0000", "f_0001"} == {"f_0002", "f_0003"}
+    assert len(dropped & {"f_0000", "f_0001"}) == 1  # one of the correlated pair
+
+
+@pytest.mark.parametrize("n_features", [32, 448], ids=["wide", "square"])
+def test_harmony_step_equals_harmonypy(n_features: int) -> None:
+    """Also with as many features as wells, where harmonypy takes rows as features."""
+    import harmonypy
+
+    wells = design_wells(n_features)
+    cfg = ProfileConfig(harmony=True, harmony_iterations=3)
+    got = STEPS["harmony"](wells, cfg)
+    meta, features = metadata_columns(wells), feature_columns(wells)
+    result = harmonypy.run_harmony(
+        wells[features].to_numpy().T,  # features x wells: unambiguous for harmonypy
+        wells[meta],
+        ["Metadata_Batch"],
+        nclust=448 // 30,  # harmony_clusters (300) capped at one cluster per 30 wells
+        max_iter_harmony=3,
+        random_state=0,
+        verbose=False,
+    )
+    assert result.Z_corr.shape == (len(wells), len(features))
+    pd.testing.assert_frame_equal(got[meta], wells[meta])
+    np.testing.assert_allclose(got[features], result.Z_corr, rtol=1e-9, atol=1e-9)

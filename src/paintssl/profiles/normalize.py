@@ -156,7 +156,8 @@ def harmony_correct(
     features = feature_columns(df)
     n_clusters = min(n_clusters, max(2, len(df) // 30))
     result = harmonypy.run_harmony(
-        df[features].to_numpy(dtype=np.float64),
+        # features x wells: harmonypy reads a square wells x features matrix this way round
+        df[features].to_numpy(dtype=np.float64).T,
         df[[key]],
         [key],
         nclust=n_clusters,
