@@ -293,7 +293,7 @@ def test_select_features_is_pycytominer_feature_select() -> None:
         "Nuclei_Granularity_2_RNA": rng.normal(size=n),
     })  # fmt: skip
     selected = select_features(wells)
-    operations = ["variance_threshold", "correlation_threshold", "drop_na_columns", "blocklist"]
+    operations = ["frequency_threshold", "correlation_threshold", "drop_na_columns", "blocklist"]
     features = [c for c in wells.columns if not c.startswith("Metadata_")]
     expected = feature_select(wells, features=features, operation=operations)
     pd.testing.assert_frame_equal(selected, expected)

@@ -304,7 +304,7 @@ def test_featselect_step_equals_pycytominer_feature_select() -> None:
     wells["f_0002"] = 3.0  # no variance
     wells.loc[::10, "f_0003"] = np.nan  # 10 % missing > na_cutoff 0.05
     got = STEPS["featselect"](wells, ProfileConfig())
-    operations = ["variance_threshold", "correlation_threshold", "drop_na_columns", "blocklist"]
+    operations = ["frequency_threshold", "correlation_threshold", "drop_na_columns", "blocklist"]
     library = feature_select(wells, features=feature_columns(wells), operation=operations,
                              corr_threshold=0.9, na_cutoff=0.05)  # fmt: skip
     pd.testing.assert_frame_equal(got, library)

@@ -180,9 +180,12 @@ def drop_nonfinite_features(df: pd.DataFrame) -> pd.DataFrame:
 
 
 FEATURE_SELECTION: tuple[str, ...] = (
-    "variance_threshold", "correlation_threshold", "drop_na_columns", "blocklist",
+    "frequency_threshold", "correlation_threshold", "drop_na_columns", "blocklist",
 )  # fmt: skip
-"""pycytominer operations of the JUMP profiling recipe, in its order."""
+"""pycytominer operations of the JUMP profiling recipe, in its order. The recipe's
+``variance_threshold`` (``freq_cut``/``unique_cut``: near-constant features) is named
+``frequency_threshold`` in pycytominer after PR #719 (1.7.1 pinned here), whose
+``variance_threshold`` is now a plain variance cut."""
 
 
 def select_features(
