@@ -19,7 +19,7 @@ import pytest
 import tifffile
 import torch
 
-from paintssl.embed.shard import embed_shard
+from paintssl.embed.shard import embed_plate, embed_shard
 from paintssl.embed.tiles import EmbedConfig, site_tiles
 from paintssl.embed.wells import gather_embeddings
 from paintssl.preprocess.codec import read_scaled_site
@@ -91,7 +91,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return paths | {"weights": root / "weights.pt", "root": root}
 
 
-def embed_plate(trained: dict[str, Path], cfg: EmbedConfig, name: str) -> pd.DataFrame:
+def sharded_wells(trained: dict[str, Path], cfg: EmbedConfig, name: str) -> pd.DataFrame:
     """Run every shard of P1 and the gather step; the well table sorted by well."""
     shards = [trained["root"] / f"{name}-{i}.parquet" for i in range(cfg.n_shards)]
     for i, out in enumerate(shards):
@@ -143,7 +143,7 @@ def test_well_embeddings_equal_a_direct_forward_pass(
     trained: dict, direct_sites: pd.DataFrame, method: str
 ) -> None:
     cfg = EmbedConfig(batch_size=3, well_aggregation=method)  # batches straddle sites
-    wells = embed_plate(trained, cfg, f"wells-{method}")
+    wells = sharded_wells(trained, cfg, f"wells-{method}")
     expected_tiles = direct_sites.groupby("Metadata_Well")["n_tiles"].sum().tolist()
     assert wells["Metadata_n_tiles"].tolist() == expected_tiles
     assert wells["Metadata_n_sites"].tolist() == [2, 2, 2, 2]
@@ -152,9 +152,12 @@ def test_well_embeddings_equal_a_direct_forward_pass(
     np.testing.assert_allclose(got, direct_wells(direct_sites, method), rtol=RTOL, atol=ATOL)
 
 
-def test_sharded_embedding_equals_unsharded(trained: dict) -> None:
-    whole = embed_plate(trained, EmbedConfig(n_shards=1), "one").reset_index(drop=True)
-    split = embed_plate(trained, EmbedConfig(n_shards=3), "three").reset_index(drop=True)
+def test_sharded_embedding_equals_unsharded_and_the_one_job_path(trained: dict) -> None:
+    whole = sharded_wells(trained, EmbedConfig(n_shards=1), "one").reset_index(drop=True)
+    split = sharded_wells(trained, EmbedConfig(n_shards=3), "three").reset_index(drop=True)
+    embed_plate(trained["P1"], trained["weights"], trained["root"] / "plate.parquet", EmbedConfig())
+    one_job = pd.read_parquet(trained["root"] / "plate.parquet").sort_values(list(WELL_KEYS))
+    pd.testing.assert_frame_equal(one_job.reset_index(drop=True), whole)  # the same maths
     shards = [pd.read_parquet(trained["root"] / f"three-{i}.parquet") for i in range(3)]
     spans = [set(shard["Metadata_Well"]) for shard in shards]
     assert spans == [{"A01", "A02"}, {"A02", "A03"}, {"A03", "A04"}]  # wells cut by shards

@@ -105,16 +105,16 @@ def test_umap_rejects_too_few_wells() -> None:
         umap_coordinates(np.ones((3, 10)), UmapConfig())
 
 
-def test_plot_umap_writes_four_panels(
+def test_plot_umap_writes_four_panels_per_model(
     wells: pd.DataFrame, tmp_path: Path, fake_umap: list[dict]
 ) -> None:
-    profiles = tmp_path / "well.parquet"
-    wells.to_parquet(profiles)
-    png, pdf = tmp_path / "umap" / "m_well.png", tmp_path / "umap" / "m_well.pdf"
-    plot_umap(profiles, png, pdf, UmapConfig(), title="m")
+    profiles = {"m1": tmp_path / "m1.parquet", "m2": tmp_path / "m2.parquet"}
+    wells.to_parquet(profiles["m1"])
+    wells.iloc[:, :-8].to_parquet(profiles["m2"])  # 8 features fewer
+    png, pdf = tmp_path / "figures" / "umap.png", tmp_path / "figures" / "umap.pdf"
+    plot_umap(profiles, png, pdf, UmapConfig())
     assert_figure(png, pdf, min_width=1000)
-    (call,) = fake_umap
-    assert call["input_shape"] == (len(wells), 32)  # 32 planted features < 200 PCs
+    assert [call["input_shape"] for call in fake_umap] == [(len(wells), 32), (len(wells), 24)]
 
 
 def test_plot_umap_without_cell_count_still_draws(
@@ -122,7 +122,7 @@ def test_plot_umap_without_cell_count_still_draws(
 ) -> None:
     profiles = tmp_path / "well.parquet"
     wells.head(8).drop(columns=["Metadata_cell_count", "Metadata_target"]).to_parquet(profiles)
-    plot_umap(profiles, tmp_path / "u.png", tmp_path / "u.pdf", UmapConfig())
+    plot_umap({"m": profiles}, tmp_path / "u.png", tmp_path / "u.pdf", UmapConfig())
     assert_figure(tmp_path / "u.png", tmp_path / "u.pdf")
 
 

@@ -7,7 +7,7 @@ import pandas as pd
 
 from .conftest import TINY, Runner
 
-NETWORK_RULES = {"pretrain", "embed_shard", "gather_embeddings", "plot_training_curves"}
+NETWORK_RULES = {"pretrain", "embed_plate", "embed_shard", "gather_embeddings", "plot_training_curves"}
 
 
 def job_counts(output: str) -> dict[str, int]:
@@ -26,8 +26,9 @@ def test_default_run_plans_random_features_beside_the_networks(run_snakemake: Ru
     counts = dry_run(run_snakemake)
     assert counts["embed_random_features"] == 8  # one job per tiny plate
     assert counts["pretrain"] == 5  # random_vits, random_tiny, dino, mae, simclr
-    assert counts["gather_embeddings"] == 5 * 8
-    assert counts["evaluate_model"] == 6
+    assert counts["embed_plate"] == 5 * 8  # one job per network model and plate
+    assert counts["measure_cellprofiler"] == 8  # the CellProfiler baseline, one CPU job per plate
+    assert counts["evaluate_model"] == 7
     assert counts["plot_training_curves"] == 3
 
 

@@ -20,9 +20,9 @@ CLUSTER = REPO / "tests/slurm/cluster.sh"
 ONE_PLATE = REPO / "tests/slurm/one_plate.yaml"
 PLATE = "src01_b01_p01"  # the only plate of ONE_PLATE
 TARGET = f"results/embeddings/random_vits/{PLATE}.parquet"
-GPU_RULES = {"pretrain", "embed_shard"}
-CPU_RULES = {"render_synthetic_plate", "preprocess_plate"}  # gather_embeddings may be local
-GPU_LOGS = ("logs/pretrain/random_vits.log", f"logs/embed_shard/random_vits/{PLATE}/000.log")
+GPU_RULES = {"pretrain", "embed_plate"}
+CPU_RULES = {"render_synthetic_plate", "preprocess_plate"}
+GPU_LOGS = ("logs/pretrain/random_vits.log", f"logs/embed_plate/random_vits/{PLATE}.log")
 
 
 def sinfo_answers() -> bool:
@@ -69,7 +69,7 @@ def snakemake_slurm(workdir: Path, *targets: str) -> subprocess.CompletedProcess
         "--directory", str(workdir),
         "--profile", str(REPO / "profiles/slurm"),
         "--slurm-init-seconds-before-status-checks", "2",
-        "--set-threads", "pretrain=2", "embed_shard=2",  # this one-node cluster: 2 CPUs
+        "--set-threads", "pretrain=2", "embed_plate=2",  # this one-node cluster: 2 CPUs
         *targets,
         "--configfile", str(REPO / "config/config.yaml"), str(TINY), str(ONE_PLATE),
     ]  # fmt: skip

@@ -20,8 +20,8 @@ BIN = Path(sys.executable).parent
 def test_dry_run_plans_every_stage(run_snakemake: Runner) -> None:
     res = run_snakemake("--dry-run")
     assert res.returncode == 0, res.stderr
-    rules = ["render_synthetic_plate", "preprocess_plate", "pretrain", "embed_shard"]
-    rules += ["gather_embeddings", "normalize_profiles", "aggregate_profiles", "evaluate_model"]
+    rules = ["render_synthetic_plate", "preprocess_plate", "pretrain", "embed_plate"]
+    rules += ["measure_cellprofiler", "normalize_profiles", "aggregate_profiles", "evaluate_model"]
     for rule in rules:
         assert rule in res.stdout
     assert "preprocess_plate                16" in res.stdout  # one job per synthetic plate
@@ -68,7 +68,7 @@ def test_tiny_run_end_to_end_and_rerun_does_nothing(run_snakemake: Runner) -> No
     assert any("target" in m for m in metrics), metrics
     manifest = pd.read_parquet(workdir / "results/images/src01_b01_p01/manifest.parquet")
     assert len(manifest) == 96 * 2
-    for output in ("eval/summary.tsv", "figures/map_vs_nsb.png", "figures/umap/dino_tiny_well.pdf"):
+    for output in ("eval/summary.tsv", "figures/map_vs_nsb.png", "figures/umap.pdf"):
         assert (workdir / "results" / output).stat().st_size > 0, output
     again = run_snakemake("--dry-run", configfiles=(TINY,))
     assert again.returncode == 0, again.stderr

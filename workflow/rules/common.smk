@@ -28,6 +28,13 @@ unknown_models = set(RUN_MODELS) - set(MODELS)
 if unknown_models:
     raise ValueError(f"run_models names {sorted(unknown_models)}, not entries of `models`")
 SHARDS = [f"{i:03d}" for i in range(config["embed"]["n_shards"])]
+
+
+def embed_settings(*keys):
+    """The given `embed` settings, as params: changing one reruns only the jobs that read it."""
+    return {key: config["embed"][key] for key in keys}
+
+
 PROFILE_CHAINS = model_chains(config["models"], ProfileConfig(**config["profiles"]))
 
 

@@ -1,52 +1,82 @@
 # Per-plate well embeddings, results/embeddings/{model}/{plate}.parquet, by method: models that
-# build a network embed sharded sites (embed_shard, gather_embeddings); random_features draws
+# build a network embed a plate in one job (embed_plate) or, with embed.n_shards > 1, in shards
+# of its sites gathered to wells (embed_shard, gather_embeddings); random_features draws
 # seeded noise per well of the manifest; cellprofiler segments and measures the sites (CPU);
 # external imports the user's profile table.
-rule embed_shard:
-    input:
-        manifest="results/images/{plate}/manifest.parquet",
-        weights="results/pretrain/{model}/weights.pt",
-    output:
-        embeddings=temp("results/embeddings/{model}/{plate}/shard-{shard}.parquet"),
-    log:
-        "logs/embed_shard/{model}/{plate}/{shard}.log",
-    benchmark:
-        "benchmarks/embed_shard/{model}/{plate}/{shard}.tsv"
-    wildcard_constraints:
-        model=one_of(NETWORK_MODELS),
-    conda:
-        "../envs/torch.yaml"
-    threads: 1
-    resources:
-        gpu=1,
-        mem_mb=8000,
-        runtime=60,
-    params:
-        embed={key: config["embed"][key] for key in ("n_shards", "batch_size", "stride")},
-    script:
-        "../scripts/embed_shard.py"
+if len(SHARDS) == 1:
 
+    rule embed_plate:
+        input:
+            manifest="results/images/{plate}/manifest.parquet",
+            weights="results/pretrain/{model}/weights.pt",
+        output:
+            embeddings="results/embeddings/{model}/{plate}.parquet",
+        log:
+            "logs/embed_plate/{model}/{plate}.log",
+        benchmark:
+            "benchmarks/embed_plate/{model}/{plate}.tsv"
+        wildcard_constraints:
+            model=one_of(NETWORK_MODELS),
+        conda:
+            "../envs/torch.yaml"
+        threads: 1
+        resources:
+            gpu=1,
+            mem_mb=8000,
+            runtime=60,
+        params:
+            embed=embed_settings("n_shards", "batch_size", "stride", "well_aggregation"),
+        script:
+            "../scripts/embed_plate.py"
 
-rule gather_embeddings:
-    input:
-        shards=collect("results/embeddings/{{model}}/{{plate}}/shard-{shard}.parquet", shard=SHARDS),
-    output:
-        embeddings="results/embeddings/{model}/{plate}.parquet",
-    log:
-        "logs/gather_embeddings/{model}/{plate}.log",
-    benchmark:
-        "benchmarks/gather_embeddings/{model}/{plate}.tsv"
-    wildcard_constraints:
-        model=one_of(NETWORK_MODELS),
-    conda:
-        "../envs/profiling.yaml"
-    resources:
-        mem_mb=2000,
-        runtime=10,
-    params:
-        embed={"well_aggregation": config["embed"]["well_aggregation"]},
-    script:
-        "../scripts/gather_embeddings.py"
+else:
+
+    rule embed_shard:
+        input:
+            manifest="results/images/{plate}/manifest.parquet",
+            weights="results/pretrain/{model}/weights.pt",
+        output:
+            embeddings=temp("results/embeddings/{model}/{plate}/shard-{shard}.parquet"),
+        log:
+            "logs/embed_shard/{model}/{plate}/{shard}.log",
+        benchmark:
+            "benchmarks/embed_shard/{model}/{plate}/{shard}.tsv"
+        wildcard_constraints:
+            model=one_of(NETWORK_MODELS),
+        conda:
+            "../envs/torch.yaml"
+        threads: 1
+        resources:
+            gpu=1,
+            mem_mb=8000,
+            runtime=60,
+        params:
+            embed=embed_settings("n_shards", "batch_size", "stride"),
+        script:
+            "../scripts/embed_shard.py"
+
+    rule gather_embeddings:
+        input:
+            shards=collect(
+                "results/embeddings/{{model}}/{{plate}}/shard-{shard}.parquet", shard=SHARDS
+            ),
+        output:
+            embeddings="results/embeddings/{model}/{plate}.parquet",
+        log:
+            "logs/gather_embeddings/{model}/{plate}.log",
+        benchmark:
+            "benchmarks/gather_embeddings/{model}/{plate}.tsv"
+        wildcard_constraints:
+            model=one_of(NETWORK_MODELS),
+        conda:
+            "../envs/profiling.yaml"
+        resources:
+            mem_mb=2000,
+            runtime=10,
+        params:
+            embed=embed_settings("well_aggregation"),
+        script:
+            "../scripts/gather_embeddings.py"
 
 
 rule embed_random_features:

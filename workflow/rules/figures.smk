@@ -2,7 +2,7 @@
 # Only SSL models are trained: baselines (random, random_features, external) have no curves.
 TRAINED_MODELS = [m for m in RUN_MODELS if is_trained(config["models"][m]["method"])]
 FIGURES = [
-    *collect("results/figures/umap/{model}_well.png", model=RUN_MODELS),
+    "results/figures/umap.png",
     *collect("results/figures/gene_families/{model}.png", model=RUN_MODELS),
     *collect("results/figures/training/{model}.png", model=TRAINED_MODELS),
     "results/figures/map_vs_nsb.png",
@@ -12,26 +12,26 @@ FIGURES = [
 
 rule plot_umap:
     input:
-        profiles="results/profiles/{model}/well.parquet",
+        **{model: f"results/profiles/{model}/well.parquet" for model in RUN_MODELS},
     output:
         png=report(
-            "results/figures/umap/{model}_well.png",
+            "results/figures/umap.png",
             caption="../report/plot_umap.rst",
-            category="Evaluation",
-            subcategory="{model}",
-            labels={"model": "{model}", "figure": "UMAP of well profiles"},
+            category="Comparison",
+            labels={"figure": "UMAP of well profiles"},
         ),
-        pdf="results/figures/umap/{model}_well.pdf",
+        pdf="results/figures/umap.pdf",
     log:
-        "logs/plot_umap/{model}.log",
+        "logs/plot_umap/plot_umap.log",
     benchmark:
-        "benchmarks/plot_umap/{model}.tsv"
+        "benchmarks/plot_umap/plot_umap.tsv"
     conda:
         "../envs/profiling.yaml"
     resources:
         mem_mb=8000,
         runtime=60,
     params:
+        models=RUN_MODELS,
         umap=lookup(dpath="figures/umap", within=config),
         seed=lookup(dpath="seed", within=config),
     script:

@@ -1,4 +1,4 @@
-"""UMAP of one model's well profiles: target, batch, source, cell count (thin wrapper)."""
+"""UMAP of every run model's well profiles: target, batch, source, cell count (thin wrapper)."""
 
 from typing import TYPE_CHECKING
 
@@ -11,10 +11,9 @@ if TYPE_CHECKING:  # editor/type-checker stub; Snakemake injects the real object
 log_to_file(snakemake.log[0])
 
 plot_umap(
-    profiles=snakemake.input.profiles,
+    profiles={model: snakemake.input[model] for model in snakemake.params.models},
     out_png=snakemake.output.png,
     out_pdf=snakemake.output.pdf,
-    title=snakemake.wildcards.model,
     cfg=UmapConfig(**snakemake.params.umap),
     seed=snakemake.params.seed,
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterator
 from contextlib import nullcontext
@@ -13,7 +14,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from paintssl.embed.tiles import EmbedConfig, shard_rows, site_tiles
-from paintssl.embed.wells import embedding_columns
+from paintssl.embed.wells import aggregate_wells, embedding_columns
 from paintssl.preprocess.codec import read_scaled_site
 from paintssl.pretrain.backbones import ExportedModel, load_exported
 from paintssl.tables import CELL_COUNT, DNA, N_TILES, SITE_KEYS, write_parquet
@@ -99,26 +100,29 @@ def embed_sites(
     return np.stack(site_vectors), np.asarray(tile_counts)
 
 
-def embed_shard(
+def site_embeddings(
     manifest: str | Path,
     weights: str | Path,
-    out: str | Path,
     shard: int,
     cfg: EmbedConfig,
     num_workers: int = 0,
     device: str = "cpu",
-) -> None:
-    """Write site-level embeddings of one shard of one plate to Parquet.
+) -> pd.DataFrame:
+    """Embeddings of the sites of one shard of one plate, one row per site.
 
     Parameters
     ----------
     manifest : ``results/images/{plate}/manifest.parquet``.
     weights : exported ``weights.pt``.
-    out : output Parquet, one row per site.
     shard : which contiguous block (of ``cfg.n_shards``) of the plate's sites to embed.
     cfg : the embedding settings (stride, tiles per forward pass).
     num_workers : DataLoader worker processes reading images.
     device : ``cpu`` or ``cuda``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``SITE_KEYS``, ``Metadata_cell_count``, ``Metadata_n_tiles`` and ``emb_*`` (float32).
     """
     model = load_exported(weights)
     sites = pd.read_parquet(manifest)
@@ -135,4 +139,35 @@ def embed_shard(
     table = block[[*SITE_KEYS, "cell_count"]].rename(columns={"cell_count": CELL_COUNT})
     table = table.reset_index(drop=True).assign(**{N_TILES: n_tiles})
     features = pd.DataFrame(vectors.astype(np.float32), columns=embedding_columns(dim))
-    write_parquet(pd.concat([table, features], axis=1), out)
+    return pd.concat([table, features], axis=1)
+
+
+def embed_shard(
+    manifest: str | Path,
+    weights: str | Path,
+    out: str | Path,
+    shard: int,
+    cfg: EmbedConfig,
+    num_workers: int = 0,
+    device: str = "cpu",
+) -> None:
+    """Write the site embeddings of one shard (:func:`site_embeddings`) to Parquet ``out``."""
+    write_parquet(site_embeddings(manifest, weights, shard, cfg, num_workers, device), out)
+
+
+def embed_plate(
+    manifest: str | Path,
+    weights: str | Path,
+    out: str | Path,
+    cfg: EmbedConfig,
+    num_workers: int = 0,
+    device: str = "cpu",
+) -> None:
+    """Embed every site of a plate and write its well embeddings (one job, no shards).
+
+    Equals :func:`embed_shard` for each of ``cfg.n_shards`` shards followed by
+    :func:`paintssl.embed.wells.gather_embeddings`.
+    """
+    one_shard = dataclasses.replace(cfg, n_shards=1)
+    sites = site_embeddings(manifest, weights, 0, one_shard, num_workers, device)
+    write_parquet(aggregate_wells(sites, cfg.well_aggregation), out)

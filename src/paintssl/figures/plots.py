@@ -6,7 +6,7 @@ Every ``plot_*`` function writes one figure as PNG and PDF and copes with small 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -145,36 +145,44 @@ def scatter_values(ax: Axes, coords: np.ndarray, values: pd.Series, title: str) 
     ax.set_title(f"coloured by {title}")
 
 
-def plot_umap(
-    profiles: str | Path,
-    out_png: str | Path,
-    out_pdf: str | Path,
-    cfg: UmapConfig,
-    title: str = "",
-    seed: int = 0,
-) -> None:
-    """Draw a UMAP of well profiles in 4 panels: target, batch, source and cell count.
-
-    The target panel colours the ``cfg.top`` most frequent targets (rest grey). All wells
-    (controls included) of all cell lines share one embedding.
-    """
+def umap_row(axes: Sequence[Axes], profiles: str | Path, cfg: UmapConfig, seed: int) -> str:
+    """One model's UMAP in 4 panels (target, batch, source, cell count); returns its caption."""
     meta, feats = split_features(pd.read_parquet(profiles))
     coords = umap_coordinates(feats, cfg, seed)
-    fig, axes = plt.subplots(2, 2, figsize=(13, 10))
-    for ax, (column, (name, multilabel)) in zip(axes.flat, UMAP_PANELS.items(), strict=False):
+    for ax, (column, (name, multilabel)) in zip(axes, UMAP_PANELS.items(), strict=False):
         if column in meta:
             scatter_categories(ax, coords, top_labels(meta[column], cfg.top, multilabel), name)
         else:
             no_data(ax, f"no {column} column")
     if CELL_COUNT in meta:
-        scatter_values(axes[1, 1], coords, meta[CELL_COUNT], "cell count")
+        scatter_values(axes[3], coords, meta[CELL_COUNT], "cell count")
     else:
-        no_data(axes[1, 1], f"no {CELL_COUNT} column")
-    for ax in axes.flat:
+        no_data(axes[3], f"no {CELL_COUNT} column")
+    for ax in axes:
         ax.set_xlabel("UMAP 1")
         ax.set_ylabel("UMAP 2")
-    n_pc = pca_dims(*feats.shape, cfg.n_pcs)
-    fig.suptitle(f"{title}: {len(meta)} well profiles, UMAP of {n_pc} PCs".lstrip(": "))
+    return f"{len(meta)} wells, UMAP of {pca_dims(*feats.shape, cfg.n_pcs)} PCs"
+
+
+def plot_umap(
+    profiles: Mapping[str, str | Path],
+    out_png: str | Path,
+    out_pdf: str | Path,
+    cfg: UmapConfig,
+    seed: int = 0,
+) -> None:
+    """Draw the UMAP of each model's well profiles, one row of 4 panels per model.
+
+    Panels: target, batch, source and cell count. The target panel colours the ``cfg.top``
+    most frequent targets (rest grey). All wells (controls included) of all cell lines share
+    one embedding per model. One figure for all models: UMAP's numba compilation (~15 s)
+    is paid once, and the models can be compared row by row.
+    """
+    fig, axes = plt.subplots(len(profiles), 4, figsize=(26, 5.5 * len(profiles)), squeeze=False)
+    for row, (model, path) in zip(axes, profiles.items(), strict=True):
+        caption = umap_row(row, path, cfg, seed)
+        row[0].annotate(f"{model}: {caption}", (0, 1.12), xycoords="axes fraction",
+                        fontsize=12, fontweight="bold")  # fmt: skip
     fig.tight_layout()
     save_figure(fig, out_png, out_pdf)
 
