@@ -65,6 +65,10 @@ def plates_in_split(split):
 TRAIN_PLATES = plates_in_split("train")
 EVAL_PLATES = plates_in_split("eval")
 EVAL_PLATE_LABELS = PLATES.loc[EVAL_PLATES, ["plate", "source", "batch"]].to_dict("records")
+# Outputs of import_external_profiles. Snakemake tries every output of that rule on every wanted
+# results/embeddings file (O(models x plates^2) regex matches); with no external model the rule
+# can never run, so one plate keeps the DAG of a large sheet cheap.
+EXTERNAL_PLATES = EVAL_PLATES if EXTERNAL_MODELS else EVAL_PLATES[:1]
 
 
 wildcard_constraints:
@@ -78,9 +82,12 @@ def get_load_data(wildcards):
     return PLATES.loc[wildcards.plate, "load_data"]
 
 
+PLATE_LABELS = PLATES[["source", "batch"]].to_dict("index")
+
+
 def get_plate_labels(wildcards):
     """Source and batch of the plate, as written in the plates sheet."""
-    return PLATES.loc[wildcards.plate, ["source", "batch"]].to_dict()
+    return PLATE_LABELS[wildcards.plate]
 
 
 def get_metadata_table(wildcards):

@@ -131,7 +131,7 @@ rule import_external_profiles:
         profiles=get_external_profiles,
         metadata="results/images/metadata.parquet",
     output:
-        embeddings=collect("results/embeddings/{{model}}/{plate}.parquet", plate=EVAL_PLATES),
+        embeddings=collect("results/embeddings/{{model}}/{plate}.parquet", plate=EXTERNAL_PLATES),
     log:
         "logs/import_external_profiles/{model}.log",
     benchmark:

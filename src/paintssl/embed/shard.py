@@ -56,11 +56,18 @@ def check_channels(sites: pd.DataFrame, model: ExportedModel, manifest: str | Pa
         )
 
 
-def _tile_batches(loader: DataLoader, batch_size: int) -> Iterator[tuple[torch.Tensor, list[int]]]:
-    """Regroup per-site tile stacks into batches of about ``batch_size`` tiles."""
+def _tile_batches(
+    loader: DataLoader, batch_size: int, device: str
+) -> Iterator[tuple[torch.Tensor, list[int]]]:
+    """Regroup per-site tile stacks into batches of about ``batch_size`` tiles on ``device``.
+
+    Each site's stack moves to the device on its own, straight from the DataLoader's pinned
+    memory (CUDA), so the copy is asynchronous; a ``torch.cat`` on the host first would copy
+    the tiles into pageable memory and make the transfer synchronous.
+    """
     pending, counts = [], []
     for tiles in loader:
-        pending.append(tiles)
+        pending.append(tiles.to(device, non_blocking=True))
         counts.append(len(tiles))
         if sum(counts) >= batch_size:
             yield torch.cat(pending), counts
@@ -90,9 +97,9 @@ def embed_sites(
     use_amp = device.startswith("cuda")
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if use_amp else nullcontext()
     site_vectors, tile_counts = [], []
-    for tiles, counts in _tile_batches(loader, batch_size):
+    for tiles, counts in _tile_batches(loader, batch_size, device):
         with amp:
-            features = net(tiles.to(device, non_blocking=True)).float().cpu()
+            features = net(tiles).float().cpu()
         for chunk in torch.split(features, counts):
             site_vectors.append(chunk.mean(dim=0).numpy())
             tile_counts.append(len(chunk))
