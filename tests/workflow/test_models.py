@@ -7,7 +7,9 @@ import pandas as pd
 
 from .conftest import TINY, Runner
 
-NETWORK_RULES = {"pretrain", "embed_plate", "embed_shard", "gather_embeddings", "plot_training_curves"}
+NETWORK_RULES = {
+    "pretrain", "embed_plate", "embed_shard", "gather_embeddings", "plot_training_curves",
+}  # fmt: skip
 
 
 def job_counts(output: str) -> dict[str, int]:
