@@ -11,6 +11,8 @@ rule pretrain:
         "benchmarks/pretrain/{model}.tsv"
     wildcard_constraints:
         model=one_of(NETWORK_MODELS),
+    # the longest jobs, and every network's embeddings wait for them: start them first
+    priority: 10
     conda:
         "../envs/torch.yaml"
     threads: 1
