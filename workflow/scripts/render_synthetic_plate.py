@@ -12,7 +12,9 @@ if TYPE_CHECKING:  # editor/type-checker stub; Snakemake injects the real object
 log_to_file(snakemake.log[0])
 
 render_plate(
-    cfg=SyntheticConfig(**snakemake.params.synthetic),
+    # params.synthetic lacks the split (RENDERING): rendering does not depend on it, and the
+    # default split (1 eval plate per batch) is invalid when plates_per_batch is 1.
+    cfg=SyntheticConfig(**{**snakemake.params.synthetic, "eval_plates_per_batch": 0}),
     plate=snakemake.wildcards.plate,
     load_data_out=snakemake.output.load_data,
     images_dir=snakemake.output.images,
