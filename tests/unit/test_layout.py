@@ -180,7 +180,7 @@ def dataclass_defaults(cls: type) -> dict[str, object]:
 def test_schema_methods_are_the_registered_objectives_and_the_baselines() -> None:
     objectives = set(load("paintssl.pretrain.objectives:OBJECTIVES"))
     baselines = set(load("paintssl.pretrain.config:BASELINE_METHODS"))
-    assert baselines == {"random", "random_features", "cellprofiler", "external"}
+    assert baselines == {"random", "random_features", "cellprofiler", "external", "oracle"}
     assert not objectives & baselines
     assert set(MODEL_SCHEMA["method"]["enum"]) == baselines | objectives
 
@@ -232,7 +232,7 @@ def test_run_model_config_is_the_torch_free_one() -> None:
 
 
 def test_embed_gather_modules_do_not_import_torch() -> None:
-    modules = ["embed.wells", "embed.tiles", "embed.random_features", "external"]
+    modules = ["embed.wells", "embed.tiles", "embed.random_features", "embed.oracle", "external"]
     modules += ["pretrain.config", "profiles.normalize"]  # the workflow imports these to parse
     code = (
         f"import sys; import {', '.join('paintssl.' + m for m in modules)}; "

@@ -7,9 +7,10 @@ import pandas as pd
 
 from .conftest import TINY, Runner
 
-NETWORK_RULES = {
-    "pretrain", "embed_plate", "embed_shard", "gather_embeddings", "plot_training_curves",
-}  # fmt: skip
+NETWORK_RULES = {"pretrain", "embed_plate", "embed_shard", "gather_embeddings"}
+NETWORK_RULES |= {"plot_training_curves"}
+EMBED_RULES = {"embed_random_features", "measure_cellprofiler", "import_external_profiles"}
+EMBED_RULES |= NETWORK_RULES | {"embed_oracle"}
 
 
 def job_counts(output: str) -> dict[str, int]:
@@ -30,7 +31,8 @@ def test_default_run_plans_random_features_beside_the_networks(run_snakemake: Ru
     assert counts["pretrain"] == 5  # random_vits, random_tiny, dino, mae, simclr
     assert counts["embed_plate"] == 5 * 8  # one job per network model and plate
     assert counts["measure_cellprofiler"] == 8  # the CellProfiler baseline, one CPU job per plate
-    assert counts["evaluate_model"] == 7
+    assert counts["embed_oracle"] == 8  # the ceiling: the ground truth of every well
+    assert counts["evaluate_model"] == 8
     assert counts["plot_training_curves"] == 3
 
 
@@ -39,6 +41,51 @@ def test_random_features_need_no_pretraining(run_snakemake: Runner) -> None:
     assert counts["embed_random_features"] == 8
     assert counts["preprocess_plate"] == 8  # the manifests give the wells and their counts
     assert not NETWORK_RULES & set(counts), counts
+
+
+def test_oracle_needs_only_the_ground_truth_and_the_manifests(run_snakemake: Runner) -> None:
+    counts = dry_run(run_snakemake, "results/eval/oracle.tsv")
+    assert counts["render_synthetic_metadata"] == 1  # truth.parquet
+    assert counts["preprocess_plate"] == 8  # the manifests give the wells and their counts
+    assert counts["embed_oracle"] == 8  # one job per tiny plate
+    assert not (EMBED_RULES - {"embed_oracle"}) & set(counts), counts
+    assert set(counts) == {
+        "render_synthetic_metadata", "render_synthetic_plate", "preprocess_plate",
+        "validate_metadata", "embed_oracle", "normalize_profiles", "aggregate_profiles",
+        "evaluate_model",
+    }  # fmt: skip
+
+
+def own_plates(folder: Path) -> Path:
+    """A config of two plates of the user's own (a dry run reads no file but the sheet)."""
+    folder.mkdir()
+    for plate in ("p1", "p2"):
+        (folder / plate).mkdir()
+        (folder / plate / "load_data.csv").write_text("")
+    (folder / "plates.tsv").write_text(
+        "plate\tbatch\tsource\tload_data\n"
+        "p1\tb1\ts1\tp1/load_data.csv\np2\tb1\ts1\tp2/load_data.csv\n"
+    )
+    (folder / "wells.csv").write_text("")
+    mine = folder / "my.yaml"
+    mine.write_text(f"plates: {folder / 'plates.tsv'}\nmetadata: {folder / 'wells.csv'}\n")
+    return mine
+
+
+def test_oracle_is_left_out_of_the_run_and_refused_for_own_plates(
+    run_snakemake: Runner, tmp_path: Path
+) -> None:
+    mine = own_plates(tmp_path / "mydata")
+    res = run_snakemake("--dry-run", "--quiet", "rules", configfiles=(TINY, mine))
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert "run_models: leaving out oracle" in res.stdout + res.stderr
+    counts = job_counts(res.stdout + res.stderr)
+    assert "embed_oracle" not in counts
+    assert "render_synthetic_metadata" not in counts
+    assert counts["evaluate_model"] == 7  # every other run model
+    asked = run_snakemake("--dry-run", "results/eval/oracle.tsv", configfiles=(TINY, mine))
+    assert asked.returncode != 0
+    assert "exists only for the built-in synthetic dataset" in asked.stdout + asked.stderr
 
 
 def test_external_profiles_need_no_images(run_snakemake: Runner, tmp_path: Path) -> None:
@@ -54,7 +101,7 @@ def test_external_profiles_need_no_images(run_snakemake: Runner, tmp_path: Path)
     counts = dry_run(run_snakemake, "results/eval/jump_cellprofiler.tsv", configfiles=(extra,))
     assert counts["import_external_profiles"] == 1  # one job writes every evaluation plate
     assert counts["normalize_profiles"] == 1
-    assert not {"preprocess_plate", "embed_random_features"} & set(counts), counts
+    assert not {"preprocess_plate", "embed_random_features", "embed_oracle"} & set(counts), counts
     assert not NETWORK_RULES & set(counts), counts
     everything = dry_run(run_snakemake, configfiles=(extra,))
     assert everything["pretrain"] == 1  # random_vits only: no training curves, no pretrain

@@ -1,10 +1,11 @@
 # Helpers only, no rules: validate config and sheets, constrain wildcards, resolve inputs.
 import re
 
+from snakemake.logging import logger
 from snakemake.utils import validate
 
 from paintssl.inputs import read_plate_sheet
-from paintssl.pretrain.config import builds_network, is_trained
+from paintssl.pretrain.config import builds_network, is_trained, needs_synthetic_truth
 from paintssl.profiles.normalize import ProfileConfig, model_chains
 from paintssl.tables import LEVELS, PROFILE_LEVELS
 from paintssl.synthetic.config import SyntheticConfig
@@ -13,8 +14,9 @@ from paintssl.synthetic.layout import plate_sheet
 validate(config, schema="../schemas/config.schema.yaml")
 
 SYNTHETIC = config.get("plates") is None
-# What the synthetic images and metadata depend on: not the split, so a new split renders nothing.
-RENDERING = {k: v for k, v in config["synthetic"].items() if k != "eval_plates_per_batch"}
+# What the synthetic images and metadata depend on: not the split (always 0 here), so a new split
+# renders nothing.
+RENDERING = {**config["synthetic"], "eval_plates_per_batch": 0}
 if SYNTHETIC:
     PLATES = plate_sheet(SyntheticConfig(**config["synthetic"]), "resources/synthetic")
 else:
@@ -28,6 +30,7 @@ unknown_models = set(RUN_MODELS) - set(MODELS)
 if unknown_models:
     raise ValueError(f"run_models names {sorted(unknown_models)}, not entries of `models`")
 SHARDS = [f"{i:03d}" for i in range(config["embed"]["n_shards"])]
+TRUTH = "resources/synthetic/truth.parquet"
 
 
 def embed_settings(*keys):
@@ -52,6 +55,19 @@ NETWORK_MODELS = [m for m in MODELS if builds_network(config["models"][m]["metho
 RANDOM_FEATURE_MODELS = models_of("random_features")
 CELLPROFILER_MODELS = models_of("cellprofiler")
 EXTERNAL_MODELS = models_of("external")
+ORACLE_MODELS = models_of("oracle")
+# Models that read the synthetic ground truth (oracle): with your own plates there is none, so
+# rule all (run_models, null included) leaves them out; asking for one by target fails (get_truth).
+SYNTHETIC_ONLY_MODELS = [m for m in MODELS if needs_synthetic_truth(config["models"][m]["method"])]
+LEFT_OUT = [] if SYNTHETIC else [m for m in RUN_MODELS if m in SYNTHETIC_ONLY_MODELS]
+if LEFT_OUT:
+    logger.info(
+        f"run_models: leaving out {', '.join(LEFT_OUT)} (method oracle: the ground truth of "
+        "the built-in synthetic dataset, and `plates` is set)"
+    )
+    RUN_MODELS = [m for m in RUN_MODELS if m not in LEFT_OUT]
+    if not RUN_MODELS:
+        raise ValueError("run_models names only oracle models, which need the synthetic dataset")
 
 
 def plates_in_split(split):
@@ -111,6 +127,18 @@ def get_model(wildcards):
 def get_external_profiles(wildcards):
     """The well-level profile table of an `external` model, as written in config.yaml."""
     return config["models"][wildcards.model]["profiles"]
+
+
+def get_truth(wildcards):
+    """The synthetic dataset's ground truth, which an oracle model takes as its features."""
+    if not SYNTHETIC:
+        raise ValueError(
+            f"model {wildcards.model!r} (method oracle) exists only for the built-in synthetic "
+            f"dataset: its features are the ground truth {TRUTH}, which your own plates "
+            f"(`plates: {config['plates']}`) do not have. Ask for another model, or leave "
+            f"`plates` and `metadata` empty to run the synthetic dataset."
+        )
+    return TRUTH
 
 
 def get_profile_chain(wildcards):

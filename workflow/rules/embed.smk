@@ -1,8 +1,9 @@
 # Per-plate well embeddings, results/embeddings/{model}/{plate}.parquet, by method: models that
 # build a network embed a plate in one job (embed_plate) or, with embed.n_shards > 1, in shards
 # of its sites gathered to wells (embed_shard, gather_embeddings); random_features draws
-# seeded noise per well of the manifest; cellprofiler segments and measures the sites (CPU);
-# external imports the user's profile table.
+# seeded noise per well of the manifest; oracle takes each well's ground-truth latent (synthetic
+# dataset only); cellprofiler segments and measures the sites (CPU); external imports the
+# user's profile table.
 if len(SHARDS) == 1:
 
     rule embed_plate:
@@ -100,6 +101,27 @@ rule embed_random_features:
         seed=lookup(dpath="seed", within=config),
     script:
         "../scripts/embed_random_features.py"
+
+
+rule embed_oracle:
+    input:
+        truth=get_truth,
+        manifest="results/images/{plate}/manifest.parquet",
+    output:
+        embeddings="results/embeddings/{model}/{plate}.parquet",
+    log:
+        "logs/embed_oracle/{model}/{plate}.log",
+    benchmark:
+        "benchmarks/embed_oracle/{model}/{plate}.tsv"
+    wildcard_constraints:
+        model=one_of(ORACLE_MODELS),
+    conda:
+        "../envs/profiling.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/embed_oracle.py"
 
 
 rule measure_cellprofiler:

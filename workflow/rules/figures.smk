@@ -1,5 +1,6 @@
 # Figures (PNG + PDF) of every model and of the comparison, marked for `snakemake --report`.
-# Only SSL models are trained: baselines (random, random_features, external) have no curves.
+# Only SSL models are trained: baselines (random, random_features, cellprofiler, external,
+# oracle) have no curves.
 TRAINED_MODELS = [m for m in RUN_MODELS if is_trained(config["models"][m]["method"])]
 FIGURES = [
     "results/figures/umap.png",

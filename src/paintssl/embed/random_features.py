@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from paintssl.embed.wells import embedding_columns
-from paintssl.tables import CELL_COUNT, N_TILES, PLATE, SITE, WELL_KEYS, write_parquet
+from paintssl.embed.wells import embedding_columns, manifest_wells
+from paintssl.tables import PLATE, write_parquet
 
 
 def plate_rng(seed: int, plate: str) -> np.random.Generator:
@@ -40,17 +40,9 @@ def random_well_features(sites: pd.DataFrame, dim: int, seed: int = 0) -> pd.Dat
     pandas.DataFrame
         One row per well, sorted by ``WELL_KEYS``; float32 features drawn in that order.
     """
-    plates = sites[PLATE].unique()
-    if len(plates) != 1:
-        raise ValueError(f"expected the sites of one plate, got plates {sorted(plates)}")
-    wells = (
-        sites.groupby(list(WELL_KEYS), sort=True)
-        .agg(Metadata_n_sites=(SITE, "size"), Metadata_cell_count=("cell_count", "sum"))
-        .reset_index()
-    )
-    wells.insert(len(WELL_KEYS) + 1, N_TILES, np.zeros(len(wells), dtype=np.int64))
-    wells = wells[[*WELL_KEYS, "Metadata_n_sites", N_TILES, CELL_COUNT]]
-    noise = plate_rng(seed, str(plates[0])).standard_normal((len(wells), dim), dtype=np.float32)
+    wells = manifest_wells(sites)
+    rng = plate_rng(seed, str(wells[PLATE].iloc[0]))
+    noise = rng.standard_normal((len(wells), dim), dtype=np.float32)
     return pd.concat([wells, pd.DataFrame(noise, columns=embedding_columns(dim))], axis=1)
 
 

@@ -9,12 +9,40 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from paintssl.tables import CELL_COUNT, N_TILES, SITE, WELL_KEYS, feature_columns, write_parquet
+from paintssl.tables import (
+    CELL_COUNT,
+    N_SITES,
+    N_TILES,
+    PLATE,
+    SITE,
+    WELL_KEYS,
+    feature_columns,
+    write_parquet,
+)
 
 
 def embedding_columns(dim: int) -> list[str]:
     """Feature column names ``emb_0000`` ... for a ``dim``-dimensional embedding."""
     return [f"emb_{i:04d}" for i in range(dim)]
+
+
+def manifest_wells(sites: pd.DataFrame) -> pd.DataFrame:
+    """Return the well rows and counts of one plate's manifest (for models embedding no tile).
+
+    ``WELL_KEYS``, ``Metadata_n_sites``, ``Metadata_n_tiles`` (0) and ``Metadata_cell_count``
+    (the sum of the sites' ``cell_count``), as :func:`aggregate_wells` writes them; one row per
+    well, sorted by ``WELL_KEYS``. Raises ``ValueError`` for the sites of several plates.
+    """
+    plates = sites[PLATE].unique()
+    if len(plates) != 1:
+        raise ValueError(f"expected the sites of one plate, got plates {sorted(plates)}")
+    wells = (
+        sites.groupby(list(WELL_KEYS), sort=True)
+        .agg(**{N_SITES: (SITE, "size"), CELL_COUNT: ("cell_count", "sum")})
+        .reset_index()
+    )
+    wells.insert(len(WELL_KEYS) + 1, N_TILES, np.zeros(len(wells), dtype=np.int64))
+    return wells
 
 
 def aggregate_wells(

@@ -9,10 +9,18 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-BASELINE_METHODS: tuple[str, ...] = ("random", "random_features", "cellprofiler", "external")
+BASELINE_METHODS: tuple[str, ...] = (
+    "random",
+    "random_features",
+    "cellprofiler",
+    "external",
+    "oracle",
+)
 """Methods that are not SSL objectives; every other method is a key of ``OBJECTIVES``."""
-NETWORKLESS_METHODS: tuple[str, ...] = ("random_features", "cellprofiler", "external")
+NETWORKLESS_METHODS: tuple[str, ...] = ("random_features", "cellprofiler", "external", "oracle")
 """Methods that build no network: no backbone, no pretraining, no images embedded."""
+SYNTHETIC_ONLY_METHODS: tuple[str, ...] = ("oracle",)
+"""Methods that read the synthetic dataset's ground truth, so run only on that dataset."""
 RANDOM_FEATURES_DIM = 384
 """Default ``method_params.dim`` of ``random_features`` (the width of a ViT-S/16)."""
 
@@ -27,6 +35,11 @@ def is_trained(method: str) -> bool:
     return method not in BASELINE_METHODS
 
 
+def needs_synthetic_truth(method: str) -> bool:
+    """Return True when ``method`` reads the synthetic dataset's ground truth (``oracle``)."""
+    return method in SYNTHETIC_ONLY_METHODS
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """One ``config["models"]`` entry, as validated by the config schema.
@@ -36,7 +49,9 @@ class ModelConfig:
     method : ``random`` (export the seeded initialisation untrained), ``random_features``
         (seeded N(0, 1) well features, no network), ``cellprofiler`` (cp-measure features
         of segmented cells; ``method_params`` are ``CellProfilerConfig`` fields),
-        ``external`` (a table of well profiles computed elsewhere) or a key of ``OBJECTIVES``.
+        ``external`` (a table of well profiles computed elsewhere), ``oracle`` (the
+        synthetic dataset's ground-truth latent per well: the ceiling; no parameters) or a
+        key of ``OBJECTIVES``.
     backbone : timm model name, built with ``pretrained=False``; required by every method
         that builds a network, refused by the others.
     img_size : side of training crops and embedding tiles in pixels (same rule).
@@ -86,6 +101,11 @@ class ModelConfig:
         elif self.profiles is not None:
             raise ValueError(
                 f"`profiles` is read only by method 'external', not {method!r}: remove it"
+            )
+        if method == "oracle" and self.method_params:
+            raise ValueError(
+                "method 'oracle' has no parameters (its features are the synthetic dataset's "
+                "ground truth): remove method_params"
             )
         if method == "random_features":
             unknown = sorted(set(self.method_params) - {"dim"})

@@ -18,6 +18,9 @@ from paintssl.synthetic.config import (
 )
 from paintssl.tables import PLATE, WELL, write_parquet
 
+TRUTH_PREFIX = "truth_"
+"""Prefix of the ground-truth latent columns of ``truth.parquet`` (``truth_0000 ...``)."""
+
 
 def plates_table(cfg: SyntheticConfig) -> pd.DataFrame:
     """Plate, batch, source, cell line and split (train/eval) of every plate, sorted by plate."""
@@ -181,7 +184,7 @@ def render_metadata(cfg: SyntheticConfig, metadata_out: str | Path, truth_out: s
     meta = wells[list(names)].rename(columns={k: f"Metadata_{v}" for k, v in names.items()})
     truth = pd.DataFrame(
         np.stack(wells["latent"].to_numpy()),
-        columns=[f"truth_{i:04d}" for i in range(len(LATENT_NAMES))],
+        columns=[f"{TRUTH_PREFIX}{i:04d}" for i in range(len(LATENT_NAMES))],
     )
     truth.insert(0, WELL, meta[WELL])
     truth.insert(0, PLATE, meta[PLATE])
