@@ -87,6 +87,17 @@ def test_mad_robustize_centres_each_plate() -> None:
     np.testing.assert_allclose(medians.to_numpy(), 0, atol=1e-9)
 
 
+def test_mad_drops_features_with_zero_mad_on_some_plate() -> None:
+    wells = planted_wells()
+    first = wells["Metadata_Plate"] == wells["Metadata_Plate"].iloc[0]
+    # a count-like feature: 1 in most wells of the first plate, so its MAD there is 0
+    count = np.where(first & (np.arange(len(wells)) % 5 != 0), 1.0, np.arange(len(wells)) % 3)
+    robust = mad_robustize_per_plate(wells.assign(f_count=count))
+    assert "f_count" not in robust
+    assert feature_columns(robust) == feature_columns(wells)
+    assert np.abs(robust[feature_columns(robust)].to_numpy()).max() < 1e3
+
+
 def test_aggregate_levels_group_replicates() -> None:
     wells = planted_wells()
     batch = aggregate_level(wells, "batch")

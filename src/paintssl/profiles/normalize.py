@@ -129,10 +129,29 @@ def spherize(df: pd.DataFrame, epsilon: float = 1e-6) -> pd.DataFrame:
     )
 
 
+def zero_mad_features(df: pd.DataFrame) -> list[str]:
+    """Features whose median absolute deviation is 0 on some plate (robust z-score undefined)."""
+    features = feature_columns(df)
+    deviation = df[features].sub(df.groupby(PLATE)[features].transform("median")).abs()
+    mad = deviation.groupby(df[PLATE]).median()
+    return [f for f in features if (mad[f] == 0).any()]
+
+
 def mad_robustize_per_plate(df: pd.DataFrame) -> pd.DataFrame:
-    """Per-plate robust z-score (median, MAD) over all wells of the plate (pycytominer)."""
+    """Per-plate robust z-score (median, MAD) over all wells of the plate (pycytominer).
+
+    Features with MAD 0 on some plate are dropped first, as jump-profiling-recipe keeps
+    only features with a non-zero MAD on every plate: pycytominer divides by MAD + 1e-18,
+    which turns discrete CellProfiler features (object counts, Euler numbers) into values
+    of 1e18 that would outweigh every other feature.
+    """
     from pycytominer import normalize
 
+    constant = zero_mad_features(df)
+    if constant:
+        log.warning("dropping %d features with MAD 0 on some plate, e.g. %s", len(constant),
+                    ", ".join(constant[:3]))  # fmt: skip
+        df = df.drop(columns=constant)
     plates = [
         normalize(
             plate,
