@@ -1,6 +1,8 @@
 """Trainer: schedules, parameter groups, kill-and-resume, metrics, and the pretrain entry point."""
 
 import json
+import os
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +17,7 @@ from paintssl.figures.training import plot_training_curves
 from paintssl.pretrain.__main__ import main
 from paintssl.pretrain.backbones import create_backbone, load_exported
 from paintssl.pretrain.objectives import OBJECTIVES, build_objective
+from paintssl.pretrain.preemption import PREEMPTED_EXIT_CODE, Preempted
 from paintssl.pretrain.run import ModelConfig, pretrain
 from paintssl.pretrain.trainer import (
     TrainConfig,
@@ -236,3 +239,42 @@ def test_unknown_model_key_is_refused(tmp_path: Path) -> None:
 def test_pretrain_refuses_methods_without_a_network(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="nothing to pretrain"):
         pretrain(manifests=[], weights=tmp_path / "w.pt", model=ModelConfig("random_features"))
+
+
+class SignalledViews(MemoryViews):
+    """MemoryViews that sends ``signum`` to this process while serving item ``at``."""
+
+    def __init__(self, transform, signum: int, at: int) -> None:
+        super().__init__(transform)
+        self.signum, self.at = signum, at
+
+    def __getitem__(self, key: tuple[int, int]) -> list[torch.Tensor]:
+        if self.served == self.at:
+            os.kill(os.getpid(), self.signum)
+        return super().__getitem__(key)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGUSR1, signal.SIGTERM])
+def test_signal_checkpoints_the_step_exits_75_and_resumes_to_the_same_weights(
+    signum: int, tmp_path: Path
+) -> None:
+    cfg = TrainConfig(steps=5, batch_size=2, ckpt_every=4, warmup_epochs=0.5, seed=5)
+    whole = tiny_objective("dino")
+    train(whole, MemoryViews(whole.view_transform()), cfg, tmp_path / "a.pt", tmp_path / "a.jsonl")
+
+    before = signal.getsignal(signum)
+    stopped = tiny_objective("dino")
+    data = SignalledViews(stopped.view_transform(), signum, at=4)  # arrives during step 3
+    with pytest.raises(Preempted) as error:
+        train(stopped, data, cfg, tmp_path / "b.pt", tmp_path / "b.jsonl")
+    assert error.value.code == PREEMPTED_EXIT_CODE == 75
+    assert "rerun the job" in str(error.value)
+    assert torch.load(tmp_path / "b.pt", weights_only=True)["step"] == 3  # not a ckpt_every step
+    assert signal.getsignal(signum) is before  # the handler was put back
+
+    resumed = tiny_objective("dino")
+    train(
+        resumed, MemoryViews(resumed.view_transform()), cfg, tmp_path / "b.pt", tmp_path / "b.jsonl"
+    )
+    for (name, a), b in zip(whole.state_dict().items(), resumed.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6, msg=name)

@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from paintssl.preprocess.codec import cell_mask, read_scaled_site
+from paintssl.pretrain.preemption import ignore_stop_signals
 from paintssl.tables import CHANNELS, DNA
 
 ViewTransform = Callable[[torch.Tensor, torch.Tensor, torch.Generator], list[torch.Tensor]]
@@ -145,4 +146,5 @@ def step_loader(
         num_workers=num_workers,
         pin_memory=pin_memory,
         persistent_workers=False,
+        worker_init_fn=ignore_stop_signals,
     )

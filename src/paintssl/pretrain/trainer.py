@@ -2,8 +2,8 @@
 
 The loop never branches on the method: it calls the objective's three hooks and reads its
 ``optim_defaults``. Batches, augmentations and model randomness are functions of
-``(seed, step)``, so a killed run that resumes from ``ckpt`` ends with the same weights as an
-uninterrupted one (bitwise on CPU).
+``(seed, step)``, so a killed or preempted run that resumes from ``ckpt`` ends with the same
+weights as an uninterrupted one (to float round-off on CPU).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from paintssl.pretrain.data import StepBatches, step_loader
 from paintssl.pretrain.objectives import Objective, OptimDefaults, Progress
+from paintssl.pretrain.preemption import Preempted, StopRequest
 from paintssl.tables import atomic_path
 
 log = logging.getLogger(__name__)
@@ -268,7 +269,8 @@ def train(
     """Train ``objective`` on ``dataset`` (items keyed ``(index, seed)``), resuming from ``ckpt``.
 
     Returns the resolved hyper-parameters. Checkpoints every ``cfg.ckpt_every`` steps and at
-    the end; under torchrun only rank 0 writes files.
+    the end; under torchrun only rank 0 writes files. On SIGTERM or SIGUSR1 it finishes the
+    step, checkpoints and raises :class:`~paintssl.pretrain.preemption.Preempted` (exit 75).
     """
     runtime = setup_runtime(device)
     objective.to(runtime.device)
@@ -299,34 +301,43 @@ def train(
     log_file = MetricsLog(Path(metrics) if metrics and runtime.is_main else None, step)
     bar = tqdm(total=hp.total_steps, initial=step, file=sys.stderr, disable=not runtime.is_main)
     objective.train()
-    for views in loader:
-        for group in opt.param_groups:
-            group["lr"] = lr_at[step]
-            group["weight_decay"] = wd_at[step] if group["apply_wd"] else 0.0
-        torch.manual_seed(step_seed(cfg.seed, step, runtime.rank))
-        with torch.autocast(runtime.device.type, dtype=torch.bfloat16, enabled=amp):
-            out = model([v.to(runtime.device, non_blocking=True) for v in views])
-        if not torch.isfinite(out.loss):
-            raise FloatingPointError(
-                f"loss is {out.loss.item()} at step {step}; lower the lr or check the inputs "
-                f"(last good checkpoint: {ckpt})"
-            )
-        opt.zero_grad(set_to_none=True)
-        out.loss.backward()
-        extra = {}
-        if hp.clip_grad > 0:
-            extra["grad_norm"] = nn.utils.clip_grad_norm_(trainable, hp.clip_grad)
-        opt.step()
-        step += 1
-        objective.after_step(Progress(step, hp.total_steps, step / hp.steps_per_epoch))
-        if step % cfg.log_every == 0 or step == hp.total_steps:
-            values = _mean_over_processes({"loss": out.loss, **out.metrics, **extra}, runtime)
-            epoch = step / hp.steps_per_epoch
-            log_file.write({"step": step, "epoch": epoch, "lr": lr_at[step - 1],
-                            "wd": wd_at[step - 1], **values})  # fmt: skip
-            bar.set_postfix(loss=f"{values['loss']:.4f}", refresh=False)
-        bar.update(1)
-        if runtime.is_main and (step % cfg.ckpt_every == 0 or step == hp.total_steps):
-            save_checkpoint(ckpt, objective, opt, step, cfg)
+    with StopRequest() as stop:
+        for views in loader:
+            for group in opt.param_groups:
+                group["lr"] = lr_at[step]
+                group["weight_decay"] = wd_at[step] if group["apply_wd"] else 0.0
+            torch.manual_seed(step_seed(cfg.seed, step, runtime.rank))
+            with torch.autocast(runtime.device.type, dtype=torch.bfloat16, enabled=amp):
+                out = model([v.to(runtime.device, non_blocking=True) for v in views])
+            if not torch.isfinite(out.loss):
+                raise FloatingPointError(
+                    f"loss is {out.loss.item()} at step {step}; lower the lr or check the inputs "
+                    f"(last good checkpoint: {ckpt})"
+                )
+            opt.zero_grad(set_to_none=True)
+            out.loss.backward()
+            extra = {}
+            if hp.clip_grad > 0:
+                extra["grad_norm"] = nn.utils.clip_grad_norm_(trainable, hp.clip_grad)
+            opt.step()
+            step += 1
+            objective.after_step(Progress(step, hp.total_steps, step / hp.steps_per_epoch))
+            if step % cfg.log_every == 0 or step == hp.total_steps:
+                values = _mean_over_processes({"loss": out.loss, **out.metrics, **extra}, runtime)
+                epoch = step / hp.steps_per_epoch
+                log_file.write({"step": step, "epoch": epoch, "lr": lr_at[step - 1],
+                                "wd": wd_at[step - 1], **values})  # fmt: skip
+                bar.set_postfix(loss=f"{values['loss']:.4f}", refresh=False)
+            bar.update(1)
+            if runtime.is_main and (step % cfg.ckpt_every == 0 or step == hp.total_steps):
+                save_checkpoint(ckpt, objective, opt, step, cfg)
+            signum = stop.agreed(runtime.world_size, runtime.device)
+            if signum is not None and step < hp.total_steps:
+                if runtime.is_main:
+                    save_checkpoint(ckpt, objective, opt, step, cfg)
+                bar.close()
+                stopped = Preempted(step, ckpt, signum)
+                log.warning("%s", stopped)
+                raise stopped
     bar.close()
     return hp
