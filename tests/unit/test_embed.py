@@ -1,5 +1,9 @@
-"""Tiling, empty-tile drop, sharding and tile -> site -> well aggregation."""
+"""Tiling, empty-tile drop, sharding, tile -> site -> well aggregation, and a killed writer."""
 
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -8,7 +12,7 @@ import pytest
 import tifffile
 import torch
 
-from paintssl.embed.shard import embed_shard
+from paintssl.embed.shard import embed_plate, embed_shard
 from paintssl.embed.tiles import EmbedConfig, shard_rows, site_tiles, tile_origins
 from paintssl.embed.wells import aggregate_wells, gather_embeddings
 from paintssl.pretrain.backbones import create_backbone, export_weights, load_exported
@@ -150,3 +154,40 @@ def test_corrupt_weights_file_is_named(tmp_path: Path) -> None:
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match=r"weights\.pt"):
         load_exported(bad)
+
+
+KILLED_WRITER = """
+import sys, time
+import pandas as pd
+from paintssl.embed.shard import embed_plate
+from paintssl.embed.tiles import EmbedConfig
+
+def half_then_hang(self, path, **kwargs):  # the writer is killed half-way through the file
+    with open(path, "wb") as handle:
+        handle.write(b"PAR1 partial")
+        handle.flush()
+        time.sleep(60)
+
+pd.DataFrame.to_parquet = half_then_hang
+embed_plate(sys.argv[1], sys.argv[2], sys.argv[3], EmbedConfig())
+"""
+
+
+def test_killed_embedding_leaves_no_output_and_a_rerun_finishes(tiny_plate: Path) -> None:
+    weights = tiny_weights(tiny_plate / "weights.pt", CHANNELS)
+    manifest, out = tiny_plate / "manifest.parquet", tiny_plate / "plate.parquet"
+    args = [sys.executable, "-c", KILLED_WRITER, str(manifest), str(weights), str(out)]
+    child = subprocess.Popen(args)
+    partial = out.with_name(out.name + ".tmp")
+    deadline = time.monotonic() + 120
+    while not (partial.exists() or out.exists()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    child.send_signal(signal.SIGKILL)
+    child.wait(timeout=30)
+    assert partial.exists(), "the writer never started"
+    assert not out.exists()  # Snakemake cannot take the job as finished
+    embed_plate(manifest, weights, out, EmbedConfig())  # the rerun
+    assert not partial.exists()
+    wells = pd.read_parquet(out)
+    assert len(wells) == 3
+    assert np.isfinite(wells.filter(like="emb_").to_numpy()).all()
