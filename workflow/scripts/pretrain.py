@@ -1,17 +1,23 @@
-"""Pretrain (or, for method random, initialise) one model and export its backbone (thin wrapper)."""
+"""Pretrain (or, for method random, initialise) one model and export its backbone (thin wrapper).
+
+With ``resources: gpu=N`` (N > 1) and CUDA, the job runs as N torchrun ranks.
+"""
 
 from typing import TYPE_CHECKING
 
 from paintssl.joblog import log_to_file
 from paintssl.pretrain.backbones import resolve_device
-from paintssl.pretrain.run import ModelConfig, pretrain
+from paintssl.pretrain.launch import launch_pretrain
+from paintssl.pretrain.run import ModelConfig
 
 if TYPE_CHECKING:  # editor/type-checker stub; Snakemake injects the real object
     from snakemake.script import snakemake
 
 log_to_file(snakemake.log[0])
 
-pretrain(
+device = resolve_device(snakemake.resources.gpu)
+launch_pretrain(
+    processes=snakemake.resources.gpu if device == "cuda" else 1,  # >1: torchrun, a rank per GPU
     manifests=list(snakemake.input.manifests),
     weights=snakemake.output.weights,
     model=ModelConfig(**snakemake.params.model),
@@ -19,6 +25,6 @@ pretrain(
     seed=snakemake.params.seed,
     metrics=snakemake.output.metrics,
     ckpt=snakemake.params.ckpt,
-    device=resolve_device(snakemake.resources.gpu),
+    device=device,
     num_workers=snakemake.threads - 1,
 )
