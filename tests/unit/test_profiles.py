@@ -14,6 +14,7 @@ from paintssl.profiles.normalize import (
     apply_chain,
     default_chain,
     drop_nonfinite_features,
+    drop_wells_without_features,
     harmony_correct,
     mad_robustize_per_plate,
     model_chains,
@@ -345,3 +346,16 @@ def test_harmony_step_equals_harmonypy(n_features: int) -> None:
     assert result.Z_corr.shape == (len(wells), len(features))
     pd.testing.assert_frame_equal(got[meta], wells[meta])
     np.testing.assert_allclose(got[features], result.Z_corr, rtol=1e-9, atol=1e-9)
+
+
+def test_wells_without_any_feature_are_left_out(caplog: pytest.LogCaptureFixture) -> None:
+    wells = planted_wells()
+    features = feature_columns(wells)
+    wells.loc[[0, 5], features] = np.nan  # no cell segmented in two wells
+    wells.loc[7, features[0]] = np.nan  # one undefined feature: the well stays
+    with caplog.at_level("WARNING"):
+        kept = drop_wells_without_features(wells)
+    assert len(kept) == len(wells) - 2
+    assert "leaving out 2 of" in caplog.text
+    with pytest.raises(ValueError, match="only NaN features"):
+        drop_wells_without_features(wells.assign(**dict.fromkeys(features, np.nan)))

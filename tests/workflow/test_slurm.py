@@ -68,9 +68,9 @@ def snakemake_slurm(workdir: Path, *targets: str) -> subprocess.CompletedProcess
         "--snakefile", str(REPO / "Snakefile"),
         "--directory", str(workdir),
         "--profile", str(REPO / "profiles/slurm"),
+        *targets,
         "--slurm-init-seconds-before-status-checks", "2",
         "--set-threads", "pretrain=2", "embed_plate=2",  # this one-node cluster: 2 CPUs
-        *targets,
         "--configfile", str(REPO / "config/config.yaml"), str(TINY), str(ONE_PLATE),
     ]  # fmt: skip
     return subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=900)

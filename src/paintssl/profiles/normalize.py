@@ -24,6 +24,7 @@ from paintssl.tables import (
     PERT_TYPE,
     PLATE,
     SOURCE,
+    WELL,
     feature_columns,
     metadata_columns,
     write_parquet,
@@ -347,6 +348,18 @@ def apply_chain(df: pd.DataFrame, steps: Sequence[str], cfg: ProfileConfig) -> p
     return df
 
 
+def drop_wells_without_features(df: pd.DataFrame) -> pd.DataFrame:
+    """Leave out wells whose every feature is NaN (e.g. no cell segmented), with a warning."""
+    empty = df[feature_columns(df)].isna().all(axis=1)
+    if empty.all():
+        raise ValueError(f"all {len(df)} wells have only NaN features")
+    if empty.any():
+        examples = df.loc[empty, [PLATE, WELL]].head(3).astype(str).agg(" ".join, axis=1)
+        log.warning("leaving out %d of %d wells without features (no cells?), e.g. %s",
+                    int(empty.sum()), len(df), ", ".join(examples))  # fmt: skip
+    return df.loc[~empty].reset_index(drop=True)
+
+
 def normalize_profiles(
     embeddings: Sequence[str | Path],
     metadata: str | Path,
@@ -356,7 +369,8 @@ def normalize_profiles(
 ) -> None:
     """Annotated, normalised well profiles of one model, written to ``out``.
 
-    Joins the metadata (:func:`annotate_wells`), then runs the chain ``steps``
+    Joins the metadata (:func:`annotate_wells`), leaves out wells without any feature
+    (:func:`drop_wells_without_features`), then runs the chain ``steps``
     (:func:`profile_chain`; None = :func:`default_chain`: variance filter, (PCA and) ZCA-cor
     sphering on negative controls, per-plate MAD robustize, dropping non-finite features,
     optional Harmony on batch).
@@ -367,8 +381,12 @@ def normalize_profiles(
         When features are non-finite after the chain (add ``drop_nonfinite`` to it).
     """
     chain = profile_chain(steps, cfg)
-    df = apply_chain(annotate_wells(embeddings, pd.read_parquet(metadata)), chain, cfg)
+    wells = drop_wells_without_features(annotate_wells(embeddings, pd.read_parquet(metadata)))
+    df = apply_chain(wells, chain, cfg)
     features = feature_columns(df)
+    if not features:
+        raise ValueError(f"the profile chain {', '.join(chain)} dropped every feature; "
+                         "check the model's features and its profile_steps")  # fmt: skip
     bad = ~np.isfinite(df[features].to_numpy(dtype=np.float64)).all(axis=0)
     if bad.any():
         raise ValueError(
