@@ -17,17 +17,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from paintssl.inputs import (
-    MAX_LISTED,
-    PARQUET_SUFFIXES,
-    InputError,
-    require_unique,
-    row_names,
-)
+from paintssl.inputs import PARQUET_SUFFIXES, InputError, listed, require_unique, row_names
 from paintssl.tables import (
     ANNOTATION_KEYS,
     BATCH,
     CELL_COUNT,
+    N_SITES,
     N_TILES,
     PLATE,
     SOURCE,
@@ -41,14 +36,7 @@ from paintssl.tables import (
 
 log = logging.getLogger(__name__)
 
-N_SITES = "Metadata_n_sites"
 COUNT_COLUMNS = (N_SITES, N_TILES, CELL_COUNT)
-
-
-def _listed(values: Sequence[object]) -> str:
-    """At most ``MAX_LISTED`` values, then how many more."""
-    shown = ", ".join(map(str, values[:MAX_LISTED]))
-    return shown + (f" and {len(values) - MAX_LISTED} more" if len(values) > MAX_LISTED else "")
 
 
 def _read(path: Path) -> pd.DataFrame:
@@ -89,14 +77,14 @@ def _check_features(table: pd.DataFrame, path: Path) -> None:
             f" (e.g. {first.iloc[0]!r} on {row_names(first.index[:1], path)})" if len(first) else ""
         )
         raise InputError(
-            f"{path}: non-numeric feature column(s) {_listed(bad)}{example}; every column not "
+            f"{path}: non-numeric feature column(s) {listed(bad)}{example}; every column not "
             f"starting with 'Metadata_' must be numeric: rename annotations to Metadata_<name> "
             f"or drop the columns"
         )
     empty = [c for c in features if table[c].isna().all()]
     if empty:
         raise InputError(
-            f"{path}: feature column(s) {_listed(empty)} are empty (all NaN) on the run's "
+            f"{path}: feature column(s) {listed(empty)} are empty (all NaN) on the run's "
             f"plates; drop them from the table"
         )
     partial = [c for c in features if table[c].isna().any()]
@@ -136,7 +124,7 @@ def read_external_profiles(
     if missing:
         raise InputError(
             f"{path}: missing column(s) {', '.join(missing)}; its Metadata_* columns are "
-            f"{_listed(metadata_columns(table)) or 'none'}. Rename the plate and well columns "
+            f"{listed(metadata_columns(table)) or 'none'}. Rename the plate and well columns "
             f"(e.g. Metadata_plate -> Metadata_Plate) or add them"
         )
     for key in keys:
@@ -150,8 +138,8 @@ def read_external_profiles(
     absent = [p for p in plates if p not in set(table[PLATE])]
     if absent:
         raise InputError(
-            f"{path}: no wells for plate(s) {_listed(absent)} of the run (the table has "
-            f"{_listed(sorted(set(table[PLATE])))}); add their profiles to the table or remove "
+            f"{path}: no wells for plate(s) {listed(absent)} of the run (the table has "
+            f"{listed(sorted(set(table[PLATE])))}); add their profiles to the table or remove "
             f"the plate(s) from the plates sheet (or mark them split: train)"
         )
     others = sorted(set(table[PLATE]) - set(plates))
@@ -165,7 +153,7 @@ def read_external_profiles(
         wells = [f"{p}/{w}" for p, w in table.loc[orphan, keys].itertuples(index=False)]
         raise InputError(
             f"{path}: {len(orphan)} well(s) are not in the metadata table, e.g. "
-            f"{_listed(wells)} on {row_names(orphan, path)}; add them to the metadata table or "
+            f"{listed(wells)} on {row_names(orphan, path)}; add them to the metadata table or "
             f"drop them from the profiles (well names must match, e.g. A01 vs A1)"
         )
     dropped = [c for c in metadata_columns(table) if c not in keys]
@@ -174,7 +162,7 @@ def read_external_profiles(
             "%s: dropping %d Metadata_* columns (annotations come from the metadata table): %s",
             path,
             len(dropped),
-            _listed(dropped),
+            listed(dropped),
         )
     table = table.drop(columns=dropped)
     _check_features(table, path)

@@ -50,13 +50,17 @@ class InputError(ValueError):
     """Bad user input; the message names the file, row/column and the fix."""
 
 
+def listed(values: Sequence[object]) -> str:
+    """Name at most ``MAX_LISTED`` values, then how many more."""
+    shown = ", ".join(map(str, values[:MAX_LISTED]))
+    return shown + (f" and {len(values) - MAX_LISTED} more" if len(values) > MAX_LISTED else "")
+
+
 def row_names(index: pd.Index | Sequence[int], path: Path) -> str:
     """Name 0-based data rows: text-file line numbers (header = line 1) or Parquet rows."""
     parquet = path.suffix in PARQUET_SUFFIXES
     numbers = [int(i) + (1 if parquet else 2) for i in index]
-    shown = ", ".join(map(str, numbers[:MAX_LISTED]))
-    more = f" and {len(numbers) - MAX_LISTED} more" if len(numbers) > MAX_LISTED else ""
-    return f"{'row' if parquet else 'line'}(s) {shown}{more}"
+    return f"{'row' if parquet else 'line'}(s) {listed(numbers)}"
 
 
 def _read_csv(path: Path, sep: str = ",") -> pd.DataFrame:

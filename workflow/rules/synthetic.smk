@@ -22,7 +22,7 @@ rule render_synthetic_plate:
 rule render_synthetic_metadata:
     output:
         metadata="resources/synthetic/metadata.parquet",
-        truth="resources/synthetic/truth.parquet",
+        truth=TRUTH,
     log:
         "logs/render_synthetic_metadata/render_synthetic_metadata.log",
     benchmark:

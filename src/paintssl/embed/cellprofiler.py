@@ -187,14 +187,13 @@ def _channel_groups(
     n: int,
     groups: Sequence[str],
     texture_scales: Sequence[int],
+    core: Mapping[str, Callable[..., Mapping[str, object]]],
 ) -> Iterator[tuple[str, np.ndarray]]:
     """Per-channel groups; granularity and radial distribution share their label work."""
-    # cp-measure's numba texture: the numpy backend's values (to ~1e-5), ~100x faster
-    core = {**get_core_measurements(sanitize=False), "texture": get_texture}
-    for c, channel in enumerate(channels):
-        if "granularity" in groups:
-            shared = granularity_by_compartment(masks, n, image[c], **GROUP_PARAMS.get(
-                "granularity", {}))  # fmt: skip
+    if "granularity" in groups:
+        params = GROUP_PARAMS.get("granularity", {})
+        for c, channel in enumerate(channels):
+            shared = granularity_by_compartment(masks, n, image[c], **params)
             for compartment, values in shared.items():
                 for key, v in values.items():
                     yield _channel_column(compartment, key, channel, "granularity"), v
@@ -233,7 +232,8 @@ def _measure(
     texture_scales: Sequence[int],
 ) -> dict[str, np.ndarray]:
     """Every requested cp-measure feature of every compartment, keyed by column name."""
-    core = get_core_measurements(sanitize=False)
+    # cp-measure's numba texture: the numpy backend's values (to ~1e-5), ~100x faster
+    core = {**get_core_measurements(sanitize=False), "texture": get_texture}
     corr = get_correlation_measurements(sanitize=False)
     pairs = list(itertools.combinations(range(len(channels)), 2))
     out: dict[str, np.ndarray] = {}
@@ -244,7 +244,7 @@ def _measure(
                 for key, v in _per_object(core[group], labels, n, after=(None,), params=params):
                     if not key.startswith(POSITIONAL):
                         out[f"{compartment}_AreaShape_{key}"] = v
-        out.update(_channel_groups(image, channels, masks, n, groups, texture_scales))
+        out.update(_channel_groups(image, channels, masks, n, groups, texture_scales, core))
         for (compartment, labels), group, (i, j) in itertools.product(
             masks.items(), (g for g in CORRELATION_GROUPS if g in groups), pairs
         ):

@@ -18,12 +18,10 @@ import numpy as np
 import pandas as pd
 
 from paintssl.embed.wells import manifest_wells
-from paintssl.inputs import InputError
+from paintssl.inputs import InputError, listed
 from paintssl.synthetic.layout import TRUTH_PREFIX
 from paintssl.tables import PLATE, WELL, write_parquet
 
-MAX_LISTED = 5
-"""Wells named in an error message before "and N more"."""
 FIX = (
     "the oracle model exists only for the built-in synthetic dataset (config `plates: null`); "
     "its truth table is resources/synthetic/truth.parquet, written by rule "
@@ -78,27 +76,25 @@ def oracle_wells(
     rows = rows.astype({PLATE: str, WELL: str})
     twice = rows.loc[rows.duplicated([PLATE, WELL]), WELL]
     if len(twice):
-        raise InputError(f"{source}: plate {plate} lists well(s) {_listed(twice)} twice; {FIX}")
+        raise InputError(f"{source}: plate {plate} lists well(s) {_wells(twice)} twice; {FIX}")
     joined = wells.merge(rows, on=[PLATE, WELL], how="left", indicator=True)
     absent = joined.loc[joined.pop("_merge") == "left_only", WELL]
     if len(absent):
         raise InputError(
-            f"{source}: no ground truth for well(s) {_listed(absent)} of plate {plate} "
+            f"{source}: no ground truth for well(s) {_wells(absent)} of plate {plate} "
             f"(in its manifest); {FIX}"
         )
     values = joined[features].to_numpy(dtype=np.float32)
     if not np.isfinite(values).all():
         bad = joined.loc[~np.isfinite(values).all(axis=1), WELL]
-        raise InputError(f"{source}: non-finite ground truth for well(s) {_listed(bad)} of "
+        raise InputError(f"{source}: non-finite ground truth for well(s) {_wells(bad)} of "
                          f"plate {plate}; {FIX}")  # fmt: skip
     return pd.concat([wells, pd.DataFrame(values, columns=features)], axis=1)
 
 
-def _listed(wells: pd.Series) -> str:
-    """Name at most ``MAX_LISTED`` wells, then how many more."""
-    names = sorted(map(str, wells.unique()))
-    more = f" and {len(names) - MAX_LISTED} more" if len(names) > MAX_LISTED else ""
-    return ", ".join(names[:MAX_LISTED]) + more
+def _wells(wells: pd.Series) -> str:
+    """Name the distinct wells, sorted (``inputs.listed``: a few, then how many more)."""
+    return listed(sorted(map(str, wells.unique())))
 
 
 def embed_oracle(truth: str | Path, manifest: str | Path, out: str | Path) -> None:
