@@ -23,7 +23,7 @@ lint: setup
 	  && $(BIN)/snakemake --lint
 
 test: lint  ## linters, then every test that needs no GPU
-	$(BIN)/pytest -m "not gpu"
+	$(BIN)/pytest -m "not gpu" --durations=15
 
 clean:
 	rm -rf results logs benchmarks resources/synthetic .snakemake

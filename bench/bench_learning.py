@@ -3,8 +3,11 @@
 Runs the real workflow on the built-in synthetic data once per seed (config ``seed`` seeds the
 initialisation and the training run) and prints, per method and seed, the perturbation mAP
 (batch level, observed, mean over cell lines) and target mAP (consensus level) of the trained
-tiny model, of ``random_tiny`` (same architecture, random weights) and of ``random_vits``, plus
-the training throughput in images per CPU second (``pretrain`` job CPU time)::
+tiny model, of ``random_tiny`` (same architecture, random weights), ``random_vits``,
+``random_features`` (chance) and ``oracle`` (the ground truth: the ceiling), the fraction of
+the oracle's score the model reaches, and the training throughput in sites per CPU second
+(``pretrain`` job CPU time). Pretraining sees the ``train`` plates, the scores are of the
+``eval`` plates (``synthetic.eval_plates_per_batch``)::
 
     python -m bench.bench_learning --workdir /tmp/paintssl_learning --seeds 0 1 2
 
@@ -30,7 +33,8 @@ from paintssl.synthetic.layout import plate_sheet
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 METHODS = ("dino", "mae", "simclr")
-BASELINES = ("random_tiny", "random_vits")
+BASELINES = ("random_tiny", "random_vits", "random_features", "oracle")
+"""Same tiny ViT with random weights, the ViT-S/16 with random weights, chance, ceiling."""
 
 
 def merged_config(configfiles: list[Path]) -> dict:
@@ -92,10 +96,15 @@ def read_scores(table: Path) -> dict[str, float]:
 
 
 def throughput(workdir: Path, model: str, config: dict) -> float:
-    """Training images (sites sampled) per CPU second of the ``pretrain`` job."""
+    """Training sites sampled per CPU second of the ``pretrain`` job.
+
+    MAE's ``train.batch_size`` counts crops (``method_params.crops`` per site, default 4).
+    """
     records = (workdir / f"results/pretrain/{model}/metrics.jsonl").read_text().splitlines()
     steps = json.loads(records[-1])["step"]
-    batch = config["models"][model]["train"]["batch_size"]
+    entry = config["models"][model]
+    crops = entry.get("method_params", {}).get("crops", 4) if entry["method"] == "mae" else 1
+    batch = entry["train"]["batch_size"] / crops
     cpu = pd.read_csv(workdir / f"benchmarks/pretrain/{model}.tsv", sep="\t")["cpu_time"].iloc[-1]
     return round(steps * batch / float(cpu), 1)
 
@@ -118,6 +127,9 @@ def run_seed(
         for metric in ("perturbation_map", "target_map"):
             result[metric] = scores[model][metric]
             result.update({f"{metric}_{b}": scores[b][metric] for b in baselines})
+            if "oracle" in baselines:
+                ceiling = scores["oracle"][metric]
+                result[f"{metric}_of_oracle"] = round(scores[model][metric] / ceiling, 3)
         result["train_images_per_cpu_s"] = throughput(workdir, model, config)
         yield result
 

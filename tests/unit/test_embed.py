@@ -133,6 +133,21 @@ def test_embed_shards_then_gather_wells(tiny_plate: Path) -> None:
     assert emb.std(axis=0).mean() > 0  # different sites -> different embeddings
 
 
+def test_bf16_embedding_is_an_option_close_to_the_fp32_default(tiny_plate: Path) -> None:
+    weights = tiny_weights(tiny_plate / "weights.pt", CHANNELS)
+    assert EmbedConfig().precision == "fp32"
+    tables = {}
+    for precision in ("fp32", "bf16"):
+        out = tiny_plate / f"{precision}.parquet"
+        embed_shard(
+            tiny_plate / "manifest.parquet", weights, out, 0, EmbedConfig(precision=precision)
+        )
+        tables[precision] = pd.read_parquet(out).filter(like="emb_").to_numpy()
+    difference = np.abs(tables["bf16"] - tables["fp32"]).max()
+    scale = np.abs(tables["fp32"]).max()
+    assert 0 < difference < 0.05 * scale  # bf16 keeps 8 bits of mantissa: not equal, close
+
+
 def test_embedding_refuses_other_channel_names(tiny_plate: Path) -> None:
     weights = tiny_weights(tiny_plate / "w.pt", ["DNA", "RNA", "ER", "AGP", "Mito"])
     with pytest.raises(ValueError, match="trained on 'DNA,RNA,ER,AGP,Mito'"):

@@ -234,6 +234,7 @@ def test_run_model_config_is_the_torch_free_one() -> None:
 def test_embed_gather_modules_do_not_import_torch() -> None:
     modules = ["embed.wells", "embed.tiles", "embed.random_features", "embed.oracle", "external"]
     modules += ["pretrain.config", "profiles.normalize"]  # the workflow imports these to parse
+    modules += ["pretrain.collapse", "figures.training"]  # the training figure's job: no torch
     code = (
         f"import sys; import {', '.join('paintssl.' + m for m in modules)}; "
         "print('torch' in sys.modules)"

@@ -8,9 +8,15 @@ import torch
 from paintssl.pretrain.backbones import create_backbone, vit_tokens
 from paintssl.pretrain.objectives import OBJECTIVES, Progress, build_objective
 from paintssl.pretrain.objectives.dino import DinoObjective, dino_loss
-from paintssl.pretrain.objectives.mae import masked_patch_loss, patchify, random_masking
+from paintssl.pretrain.objectives.mae import (
+    masked_patch_loss,
+    patchify,
+    random_masking,
+    sincos_pos_embed,
+)
 from paintssl.pretrain.objectives.simclr import nt_xent
-from paintssl.pretrain.trainer import TrainConfig, param_groups, restore_checkpoint, save_checkpoint
+from paintssl.pretrain.optim import TrainConfig, param_groups
+from paintssl.pretrain.trainer import restore_checkpoint, save_checkpoint
 
 TINY = {
     "dino": {
@@ -207,3 +213,74 @@ def test_mae_backbone_pools_patch_tokens() -> None:
     images = torch.randn(2, 5, 32, 32)
     tokens = objective.backbone.forward_features(images)
     torch.testing.assert_close(objective.backbone(images), tokens[:, 1:].mean(dim=1))
+
+
+def test_dino_schedules_as_fractions_of_the_run() -> None:
+    objective = tiny_objective(
+        "dino", warmup_teacher_temp_fraction=0.5, freeze_last_layer_fraction=0.1
+    )
+    objective.after_step(Progress(25, 100, epoch=50.0))  # epochs do not matter
+    assert objective.current_teacher_temp() == pytest.approx(0.01 + 0.5 * 0.03)
+    objective(tiny_views(objective)).loss.backward()
+    assert objective.head.last_layer.weight.grad is not None  # 0.25 of the run > 0.1
+    with pytest.raises(ValueError, match="not both"):
+        tiny_objective("dino", freeze_last_layer_epochs=1, freeze_last_layer_fraction=0.1)
+
+
+def test_dino_head_last_layer_as_the_reference() -> None:
+    head = tiny_objective("dino", bottleneck_dim=64, out_dim=512).head
+    weight = head.last_layer.weight.detach()  # nn.Linear's default init: U(-1/sqrt(fan_in), ...)
+    assert float(weight.abs().max()) <= 1 / 64**0.5
+    assert float(weight.std()) == pytest.approx(1 / (64**0.5 * 3**0.5), rel=0.05)
+    assert not head.last_layer_scale.requires_grad
+    assert torch.equal(head.last_layer_scale, torch.ones(512, 1))
+    free = tiny_objective("dino", norm_last_layer=False).head
+    assert free.last_layer_scale.requires_grad
+    with torch.no_grad():
+        free.last_layer_scale.fill_(2.0)
+    x = torch.randn(3, 192)  # the tiny ViT's width
+    unit = torch.nn.functional.normalize(free.mlp(x), dim=-1)
+    rows = torch.nn.functional.normalize(free.last_layer.weight, dim=-1)
+    torch.testing.assert_close(free(x), 2.0 * unit @ rows.T)
+
+
+def test_dino_softmax_and_loss_in_fp32_under_bf16_autocast() -> None:
+    objective = tiny_objective("dino")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = objective(tiny_views(objective))
+    assert out.loss.dtype == torch.float32
+    assert objective.center.dtype == torch.float32
+
+
+def test_mae_reference_details() -> None:
+    mae = tiny_objective("mae", crops=4)
+    assert mae.crops_per_item == 4
+    assert all(b.attn.qkv.bias is not None for b in mae.decoder.blocks)
+    for table in (mae.backbone.pos_embed, mae.decoder.pos_embed):
+        assert not table.requires_grad
+        assert torch.equal(table[0, 0], torch.zeros(table.shape[-1]))  # CLS
+    pos = sincos_pos_embed(16, grid=3)[0, 1:].reshape(3, 3, 16)
+    # first half encodes the column, second the row; position 0 is [sin 0, cos 0] = [0, 1]
+    torch.testing.assert_close(pos[0, :, :8], pos[2, :, :8])
+    torch.testing.assert_close(pos[:, 0, 8:], pos[:, 2, 8:])
+    torch.testing.assert_close(
+        pos[0, 0], torch.tensor([0.0] * 4 + [1.0] * 4 + [0.0] * 4 + [1.0] * 4)
+    )
+    torch.testing.assert_close(pos[0, 1, :4], torch.sin(1 / 10000 ** (torch.arange(4) / 4)))
+    learnt = tiny_objective("mae", fixed_pos_embed=False, decoder_qkv_bias=False)
+    assert learnt.backbone.pos_embed.requires_grad
+    assert learnt.decoder.blocks[0].attn.qkv.bias is None
+
+
+def test_simclr_projector_width_is_the_authors() -> None:
+    backbone = create_backbone("vit_tiny_patch16_224", img_size=32, patch_size=8)
+    projector = OBJECTIVES["simclr"](backbone).projector
+    assert (projector[0].out_features, projector[2].out_features) == (512, 128)
+
+
+def test_mae_features_are_the_mean_of_the_normed_patch_tokens() -> None:
+    mae = tiny_objective("mae").eval()
+    images = torch.randn(2, 5, 32, 32)
+    tokens = vit_tokens(mae.backbone, images)  # after the encoder's final LayerNorm
+    expected = tokens[:, 1:].mean(dim=1)
+    torch.testing.assert_close(mae.export_backbone()(images), expected)

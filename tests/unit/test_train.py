@@ -17,15 +17,16 @@ from paintssl.figures.training import plot_training_curves
 from paintssl.pretrain.__main__ import main
 from paintssl.pretrain.backbones import create_backbone, load_exported
 from paintssl.pretrain.objectives import OBJECTIVES, build_objective
-from paintssl.pretrain.preemption import PREEMPTED_EXIT_CODE, Preempted
-from paintssl.pretrain.run import ModelConfig, pretrain
-from paintssl.pretrain.trainer import (
+from paintssl.pretrain.optim import (
     TrainConfig,
+    clip_gradients,
     cosine_schedule,
     param_groups,
     resolve,
-    train,
 )
+from paintssl.pretrain.preemption import PREEMPTED_EXIT_CODE, Preempted
+from paintssl.pretrain.run import ModelConfig, pretrain
+from paintssl.pretrain.trainer import train
 from paintssl.tables import CHANNELS
 
 TINY = {
@@ -96,29 +97,75 @@ def test_unknown_train_key_is_a_type_error() -> None:
         TrainConfig.from_dict({"warmup_epoch": 3})
 
 
-def test_param_groups_skip_decay_on_biases_norms_tokens_and_teacher() -> None:
+def test_param_groups_as_dino_decay_tokens_and_skip_biases_norms_and_teacher() -> None:
     objective = tiny_objective("dino")
-    decay, no_decay = param_groups(objective)
-    names = {id(p): n for n, p in objective.named_parameters()}
-    decayed = {names[id(p)] for p in decay["params"]}
-    undecayed = {names[id(p)] for p in no_decay["params"]}
-    assert "backbone.blocks.0.attn.qkv.weight" in decayed
-    assert {
-        "backbone.blocks.0.attn.qkv.bias",
-        "backbone.norm.weight",
-        "backbone.cls_token",
-    } <= undecayed
-    assert "backbone.pos_embed" in undecayed
+
+    def split(**kwargs: bool) -> tuple[set[str], set[str]]:
+        decay, no_decay = param_groups(objective, **kwargs)
+        names = {id(p): n for n, p in objective.named_parameters()}
+        return {names[id(p)] for p in decay["params"]}, {names[id(p)] for p in no_decay["params"]}
+
+    decayed, undecayed = split()  # DINO's get_params_groups: only biases and 1-d tensors
+    assert {"backbone.blocks.0.attn.qkv.weight", "backbone.cls_token"} <= decayed
+    assert "backbone.pos_embed" in decayed
+    assert {"backbone.blocks.0.attn.qkv.bias", "backbone.norm.weight"} <= undecayed
     assert not any(n.startswith("teacher") for n in decayed | undecayed)
     trainable = {n for n, p in objective.named_parameters() if p.requires_grad}
     assert decayed | undecayed == trainable
     assert not decayed & undecayed
+    assert "head.last_layer_scale" not in trainable  # norm_last_layer: the scale is fixed
+    decayed, undecayed = split(decay_tokens=False)
+    assert {"backbone.cls_token", "backbone.pos_embed"} <= undecayed
+
+
+def dino_clip_gradients(params: list[torch.nn.Parameter], clip: float) -> None:
+    """facebookresearch/dino utils.clip_gradients, as written there."""
+    for p in params:
+        if p.grad is not None:
+            param_norm = p.grad.data.norm(2)
+            clip_coef = clip / (param_norm + 1e-6)
+            if clip_coef < 1:
+                p.grad.data.mul_(clip_coef)
+
+
+def test_gradient_clipping_per_parameter_equals_dinos_and_reports_the_global_norm() -> None:
+    torch.manual_seed(0)
+    ours = [torch.nn.Parameter(torch.zeros(n)) for n in (3, 5, 7)]
+    ref = [torch.nn.Parameter(torch.zeros(n)) for n in (3, 5, 7)]
+    for a, b, scale in zip(ours, ref, (10.0, 0.1, 2.0), strict=True):
+        a.grad = scale * torch.randn(a.shape)
+        b.grad = a.grad.clone()
+    norms = torch.stack([p.grad.norm() for p in ours])
+    total = clip_gradients(ours, 1.0)
+    dino_clip_gradients(ref, 1.0)
+    for a, b in zip(ours, ref, strict=True):
+        torch.testing.assert_close(a.grad, b.grad)
+    torch.testing.assert_close(total, norms.norm())
+    assert ours[1].grad.norm() == pytest.approx(float(norms[1]))  # under the limit: untouched
+    assert ours[0].grad.norm() == pytest.approx(1.0, rel=1e-5)
+
+
+def test_warmup_and_batch_units() -> None:
+    defaults = OBJECTIVES["mae"].optim_defaults
+    hp = resolve(TrainConfig(epochs=10), defaults, n_items=2560, crops_per_item=4)
+    assert (hp.batch_size, hp.items_per_step) == (1024, 256)  # the paper: 256 sites x 4 crops
+    assert hp.lr == pytest.approx(1.5e-4 * 1024 / 256)
+    assert hp.total_steps == 100
+    with pytest.raises(ValueError, match="multiple of the 4 crops"):
+        resolve(TrainConfig(batch_size=30), defaults, n_items=100, crops_per_item=4)
+    short = resolve(TrainConfig(steps=300, warmup_fraction=0.1), defaults, 100, 4)
+    long = resolve(TrainConfig(epochs=200, warmup_fraction=0.1), defaults, 2560, 4)
+    assert (short.warmup_steps, long.warmup_steps) == (30, 200)
+    with pytest.raises(ValueError, match="not both"):
+        TrainConfig(warmup_epochs=1, warmup_fraction=0.1)
 
 
 @pytest.mark.parametrize("method", sorted(OBJECTIVES))
 def test_kill_and_resume_matches_uninterrupted_run(method: str, tmp_path: Path) -> None:
-    cfg = TrainConfig(steps=4, batch_size=2, ckpt_every=2, warmup_epochs=0.5, seed=5)
     whole = tiny_objective(method)
+    sites = 2  # per step; MAE's batch counts crops
+    batch = sites * whole.crops_per_item
+    cfg = TrainConfig(steps=4, batch_size=batch, ckpt_every=2, warmup_epochs=0.5, seed=5)
     train(whole, MemoryViews(whole.view_transform()), cfg, tmp_path / "a.pt", tmp_path / "a.jsonl")
 
     killed = tiny_objective(method)
@@ -157,11 +204,15 @@ def test_metrics_log_has_required_keys(tmp_path: Path) -> None:
         "embedding_std",
         "teacher_entropy",
         "teacher_kl_uniform",
+        "teacher_information_norm",
     }
     assert required <= set(record)
     assert record["step"] == 2
     assert record["epoch"] == pytest.approx(2 * 2 / 6)
-    plot_training_curves(tmp_path / "m.jsonl", tmp_path / "curves.png", tmp_path / "curves.pdf")
+    verdict = plot_training_curves(
+        tmp_path / "m.jsonl", tmp_path / "curves.png", tmp_path / "curves.pdf", model="dino_x"
+    )
+    assert verdict.startswith("dino_x: no collapse (teacher_information_norm, embedding_std)")
     assert (tmp_path / "curves.png").stat().st_size > 0
 
 

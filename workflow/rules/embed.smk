@@ -26,7 +26,9 @@ if len(SHARDS) == 1:
             mem_mb=8000,
             runtime=60,
         params:
-            embed=embed_settings("n_shards", "batch_size", "stride", "well_aggregation"),
+            embed=embed_settings(
+                "n_shards", "batch_size", "stride", "well_aggregation", "precision"
+            ),
         script:
             "../scripts/embed_plate.py"
 
@@ -52,7 +54,7 @@ else:
             mem_mb=8000,
             runtime=60,
         params:
-            embed=embed_settings("n_shards", "batch_size", "stride"),
+            embed=embed_settings("n_shards", "batch_size", "stride", "precision"),
         script:
             "../scripts/embed_shard.py"
 

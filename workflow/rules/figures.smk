@@ -85,6 +85,8 @@ rule plot_training_curves:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        model=get_model,
     script:
         "../scripts/plot_training_curves.py"
 

@@ -27,4 +27,5 @@ launch_pretrain(
     ckpt=snakemake.params.ckpt,
     device=device,
     num_workers=snakemake.threads - 1,
+    name=snakemake.wildcards.model,
 )

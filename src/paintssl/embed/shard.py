@@ -85,8 +85,12 @@ def embed_sites(
     batch_size: int,
     num_workers: int,
     device: str,
+    precision: str = "fp32",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Mean tile embedding and tile count of each site, in the order of ``sites``."""
+    """Mean tile embedding and tile count of each site, in the order of ``sites``.
+
+    ``precision`` ``bf16`` runs the network under bf16 autocast (features and means in fp32).
+    """
     net = model.model.to(device)
     loader = DataLoader(
         SiteTiles(sites, root, model, stride),
@@ -94,8 +98,9 @@ def embed_sites(
         num_workers=num_workers,
         pin_memory=device.startswith("cuda"),
     )
-    use_amp = device.startswith("cuda")
-    amp = torch.autocast("cuda", dtype=torch.bfloat16) if use_amp else nullcontext()
+    device_type = torch.device(device).type
+    bf16 = precision == "bf16"
+    amp = torch.autocast(device_type, dtype=torch.bfloat16) if bf16 else nullcontext()
     site_vectors, tile_counts = [], []
     for tiles, counts in _tile_batches(loader, batch_size, device):
         with amp:
@@ -139,7 +144,14 @@ def site_embeddings(
     dim = model.model.num_features
     if len(block):
         vectors, n_tiles = embed_sites(
-            block, Path(manifest).parent, model, stride, cfg.batch_size, num_workers, device
+            block,
+            Path(manifest).parent,
+            model,
+            stride,
+            cfg.batch_size,
+            num_workers,
+            device,
+            cfg.precision,
         )
     else:
         vectors, n_tiles = np.zeros((0, dim), dtype=np.float32), np.zeros(0, dtype=int)

@@ -22,12 +22,14 @@ class EmbedConfig:
     batch_size : tiles per forward pass.
     stride : tile stride in pixels; None = the model's tile size (no overlap).
     well_aggregation : ``two_stage`` (tiles -> sites -> wells) or ``flat`` (tiles -> wells).
+    precision : ``fp32`` (default) or ``bf16`` autocast of the network's forward pass.
     """
 
     n_shards: int = 1
     batch_size: int = 128
     stride: int | None = None
     well_aggregation: Literal["two_stage", "flat"] = "two_stage"
+    precision: Literal["fp32", "bf16"] = "fp32"
 
 
 def tile_origins(height: int, width: int, tile: int, stride: int) -> list[tuple[int, int]]:

@@ -50,6 +50,7 @@ def pretrain(
     ckpt: str | Path | None = None,
     device: str = "cpu",
     num_workers: int = 0,
+    name: str = "model",
 ) -> None:
     """Train one configured model run and export its backbone to ``weights``.
 
@@ -64,6 +65,7 @@ def pretrain(
     ckpt : resume checkpoint, outside Snakemake's outputs (default: ``ckpt/last.pt`` beside).
     device : ``cpu`` or ``cuda`` (torchrun ranks use their ``LOCAL_RANK`` GPU).
     num_workers : DataLoader worker processes, unless ``train.num_workers`` is set.
+    name : the model's name in the config, for messages (a collapse names it).
     """
     if not builds_network(model.method):
         raise ValueError(f"method {model.method!r} builds no network: there is nothing to pretrain")
@@ -83,7 +85,7 @@ def pretrain(
         weights_dir = Path(weights).parent
         metrics = Path(metrics) if metrics else weights_dir / "metrics.jsonl"
         ckpt = Path(ckpt) if ckpt else weights_dir / "ckpt" / "last.pt"
-        hp = train(objective, dataset, cfg, ckpt, metrics, device)
+        hp = train(objective, dataset, cfg, ckpt, metrics, device, name)
         log.info("trained %s for %d steps: %s", method, hp.total_steps, hp)
         backbone = objective.export_backbone()
     elif metrics:

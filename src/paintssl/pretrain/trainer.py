@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import sys
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,132 +22,24 @@ from torch import nn
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
+from paintssl.pretrain.collapse import CollapseGuard, act_on
 from paintssl.pretrain.data import StepBatches, step_loader
-from paintssl.pretrain.objectives import Objective, OptimDefaults, Progress
+from paintssl.pretrain.objectives import Objective, Progress
+from paintssl.pretrain.optim import (
+    Hparams,
+    TrainConfig,
+    clip_grad,
+    cosine_schedule,
+    param_groups,
+    resolve,
+)
 from paintssl.pretrain.preemption import Preempted, StopRequest
 from paintssl.tables import atomic_path
 
 log = logging.getLogger(__name__)
 
-RUNTIME_KEYS = ("num_workers", "ckpt_every", "log_every")
+RUNTIME_KEYS = ("num_workers", "ckpt_every", "log_every", "collapse")
 """TrainConfig fields that may change between a run and its resumption."""
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Trainer settings; fields left ``None`` take the method's ``OptimDefaults``.
-
-    ``steps`` (when set) overrides ``epochs``. ``batch_size`` is the global batch (split
-    across processes); ``lr`` is the rate at the method's ``lr_batch`` and is scaled
-    linearly to ``batch_size``. ``amp=None`` means bf16 autocast on CUDA only.
-    """
-
-    epochs: float = 200.0
-    steps: int | None = None
-    batch_size: int | None = None
-    lr: float | None = None
-    lr_batch: int | None = None
-    min_lr: float = 1e-6
-    warmup_epochs: float | None = None
-    weight_decay: float | None = None
-    weight_decay_end: float | None = None
-    betas: tuple[float, float] | None = None
-    clip_grad: float | None = None
-    ckpt_every: int = 500
-    log_every: int = 1
-    amp: bool | None = None
-    seed: int = 0
-    num_workers: int = 0
-
-    def __post_init__(self) -> None:
-        if self.betas is not None:
-            object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
-        if self.steps is not None and self.steps < 1:
-            raise ValueError(f"train.steps must be >= 1, got {self.steps}")
-        if self.ckpt_every < 1 or self.log_every < 1:
-            raise ValueError("train.ckpt_every and train.log_every must be >= 1")
-
-    @classmethod
-    def from_dict(cls, values: dict) -> TrainConfig:
-        """Build from a config mapping; unknown keys raise TypeError listing the valid ones."""
-        valid = [f.name for f in fields(cls)]
-        unknown = sorted(set(values) - set(valid))
-        if unknown:
-            raise TypeError(f"unknown train keys {unknown}; valid: {valid}")
-        return cls(**values)
-
-
-@dataclass(frozen=True)
-class Hparams:
-    """TrainConfig resolved against a method's defaults and the dataset size."""
-
-    batch_size: int
-    total_steps: int
-    warmup_steps: int
-    steps_per_epoch: float
-    lr: float
-    min_lr: float
-    weight_decay: float
-    weight_decay_end: float
-    betas: tuple[float, float]
-    clip_grad: float
-
-
-def resolve(cfg: TrainConfig, defaults: OptimDefaults, n_items: int) -> Hparams:
-    """Fill unset fields from ``defaults``, scale the lr and convert epochs to steps."""
-
-    def pick(name: str) -> object:
-        value = getattr(cfg, name)
-        return getattr(defaults, name) if value is None else value
-
-    batch_size = int(pick("batch_size"))
-    steps_per_epoch = n_items / batch_size
-    total = cfg.steps or max(math.ceil(cfg.epochs * steps_per_epoch), 1)
-    warmup = round(float(pick("warmup_epochs")) * steps_per_epoch)
-    if warmup >= total:
-        log.warning("warm-up of %d steps >= %d total steps; using %d", warmup, total, total // 2)
-        warmup = total // 2
-    return Hparams(
-        batch_size=batch_size,
-        total_steps=int(total),
-        warmup_steps=int(warmup),
-        steps_per_epoch=steps_per_epoch,
-        lr=float(pick("lr")) * batch_size / int(pick("lr_batch")),
-        min_lr=float(cfg.min_lr),
-        weight_decay=float(pick("weight_decay")),
-        weight_decay_end=float(pick("weight_decay_end")),
-        betas=tuple(float(b) for b in pick("betas")),
-        clip_grad=float(pick("clip_grad")),
-    )
-
-
-def cosine_schedule(
-    base: float, final: float, total_steps: int, warmup_steps: int = 0, start: float = 0.0
-) -> list[float]:
-    """Per-step values: linear warm-up ``start -> base``, then cosine ``base -> final``.
-
-    Exactly ``total_steps`` python floats; the first is ``start`` (``base`` without warm-up),
-    step ``warmup_steps`` is ``base`` and the last is ``final``.
-    """
-    warm = np.linspace(start, base, warmup_steps, endpoint=False)
-    n = total_steps - warmup_steps
-    t = np.arange(n) / max(n - 1, 1)
-    cosine = final + 0.5 * (base - final) * (1 + np.cos(np.pi * t))
-    return [float(v) for v in np.concatenate([warm, cosine])]
-
-
-def param_groups(module: nn.Module) -> list[dict]:
-    """Trainable parameters split into decayed weights and undecayed biases/norms/tokens."""
-    decay, no_decay = [], []
-    for name, param in module.named_parameters():
-        if not param.requires_grad:
-            continue
-        token = name.split(".")[-1] in {"cls_token", "pos_embed", "mask_token", "reg_token"}
-        (no_decay if param.ndim <= 1 or name.endswith(".bias") or token else decay).append(param)
-    return [
-        {"params": decay, "apply_wd": True},
-        {"params": no_decay, "apply_wd": False, "weight_decay": 0.0},
-    ]
 
 
 @dataclass(frozen=True)
@@ -265,17 +156,21 @@ def train(
     ckpt: str | Path,
     metrics: str | Path | None = None,
     device: str = "cpu",
+    name: str = "model",
 ) -> Hparams:
     """Train ``objective`` on ``dataset`` (items keyed ``(index, seed)``), resuming from ``ckpt``.
 
     Returns the resolved hyper-parameters. Checkpoints every ``cfg.ckpt_every`` steps and at
     the end; under torchrun only rank 0 writes files. On SIGTERM or SIGUSR1 it finishes the
     step, checkpoints and raises :class:`~paintssl.pretrain.preemption.Preempted` (exit 75).
+    A collapse (``cfg.collapse``) raises :class:`~paintssl.pretrain.collapse.CollapseError`
+    naming ``name``, or warns once.
     """
     runtime = setup_runtime(device)
     objective.to(runtime.device)
-    hp = resolve(cfg, objective.optim_defaults, len(dataset))
-    opt = torch.optim.AdamW(param_groups(objective), lr=hp.lr, betas=hp.betas)
+    hp = resolve(cfg, objective.optim_defaults, len(dataset), objective.crops_per_item)
+    groups = param_groups(objective, cfg.decay_tokens)
+    opt = torch.optim.AdamW(groups, lr=hp.lr, betas=hp.betas)
     ckpt = Path(ckpt)
     step = restore_checkpoint(ckpt, objective, opt, cfg)
     lr_at = cosine_schedule(hp.lr, hp.min_lr, hp.total_steps, hp.warmup_steps)
@@ -288,7 +183,7 @@ def train(
         )
     sampler = StepBatches(
         len(dataset),
-        hp.batch_size,
+        hp.items_per_step,
         cfg.seed,
         step,
         hp.total_steps,
@@ -299,6 +194,7 @@ def train(
     amp = runtime.device.type == "cuda" if cfg.amp is None else cfg.amp
     trainable = [p for group in opt.param_groups for p in group["params"]]
     log_file = MetricsLog(Path(metrics) if metrics and runtime.is_main else None, step)
+    guard: CollapseGuard | None = CollapseGuard(cfg.collapse)
     bar = tqdm(total=hp.total_steps, initial=step, file=sys.stderr, disable=not runtime.is_main)
     objective.train()
     with StopRequest() as stop:
@@ -318,16 +214,20 @@ def train(
             out.loss.backward()
             extra = {}
             if hp.clip_grad > 0:
-                extra["grad_norm"] = nn.utils.clip_grad_norm_(trainable, hp.clip_grad)
+                extra["grad_norm"] = clip_grad(trainable, hp, cfg.clip_grad_per_param)
             opt.step()
             step += 1
             objective.after_step(Progress(step, hp.total_steps, step / hp.steps_per_epoch))
             if step % cfg.log_every == 0 or step == hp.total_steps:
                 values = _mean_over_processes({"loss": out.loss, **out.metrics, **extra}, runtime)
                 epoch = step / hp.steps_per_epoch
-                log_file.write({"step": step, "epoch": epoch, "lr": lr_at[step - 1],
-                                "wd": wd_at[step - 1], **values})  # fmt: skip
+                record = {"step": step, "epoch": epoch, "lr": lr_at[step - 1],
+                          "wd": wd_at[step - 1], **values}  # fmt: skip
+                log_file.write(record)
                 bar.set_postfix(loss=f"{values['loss']:.4f}", refresh=False)
+                if guard is not None and (collapse := guard.update(record)) is not None:
+                    guard = None  # every rank sees the same record: all stop, or warn once
+                    act_on(collapse, cfg.collapse, name)
             bar.update(1)
             if runtime.is_main and (step % cfg.ckpt_every == 0 or step == hp.total_steps):
                 save_checkpoint(ckpt, objective, opt, step, cfg)

@@ -35,6 +35,38 @@ class Progress:
 
 
 @dataclass(frozen=True)
+class Span:
+    """The start of a run, in epochs or as a fraction of the run (a schedule's warm-up).
+
+    Fractions keep a recipe the same whatever the run's length (a 300-step run and a
+    200-epoch run); epochs are the papers' unit. Give one of them.
+    """
+
+    epochs: float | None = None
+    fraction: float | None = None
+
+    @classmethod
+    def of(
+        cls, name: str, epochs: float | None, fraction: float | None, default_epochs: float
+    ) -> Span:
+        """``<name>_epochs`` or ``<name>_fraction`` (not both); neither = ``default_epochs``."""
+        if epochs is not None and fraction is not None:
+            raise ValueError(f"give {name}_epochs or {name}_fraction, not both")
+        if fraction is not None and not 0 <= fraction <= 1:
+            raise ValueError(f"{name}_fraction must be in [0, 1], got {fraction}")
+        if epochs is not None and epochs < 0:
+            raise ValueError(f"{name}_epochs must be >= 0, got {epochs}")
+        if fraction is not None:
+            return cls(fraction=fraction)
+        return cls(epochs=default_epochs if epochs is None else epochs)
+
+    def passed(self, epoch: float, fraction: float) -> float:
+        """Share of the span behind the run at ``epoch`` / ``fraction``, in [0, 1]."""
+        length, now = (self.epochs, epoch) if self.fraction is None else (self.fraction, fraction)
+        return 1.0 if length <= 0 else min(now / length, 1.0)
+
+
+@dataclass(frozen=True)
 class OptimDefaults:
     """A method's paper optimiser settings; ``TrainConfig`` fields left unset take these.
 
@@ -67,11 +99,17 @@ class Objective(nn.Module):
         super().__init__()
         self.backbone = backbone
         self.register_buffer("epoch", torch.zeros((), dtype=torch.float64))
+        self.register_buffer("fraction", torch.zeros((), dtype=torch.float64))
 
     @property
     def img_size(self) -> int:
         """Side of the backbone's native input."""
         return int(self.backbone.patch_embed.img_size[0])
+
+    @property
+    def crops_per_item(self) -> int:
+        """Units of ``train.batch_size`` one site gives (1: the batch counts sites)."""
+        return 1
 
     def view_transform(self) -> MultiCrop:
         """Per-sample CPU transform: site image and cell mask -> this method's views."""
@@ -83,8 +121,13 @@ class Objective(nn.Module):
 
     @torch.no_grad()
     def after_step(self, progress: Progress) -> None:
-        """Run after each optimiser step (EMA teacher, schedules); records the epoch."""
+        """Run after each optimiser step (EMA teacher, schedules); records where the run is."""
         self.epoch.fill_(progress.epoch)
+        self.fraction.fill_(progress.fraction)
+
+    def span_passed(self, span: Span) -> float:
+        """Share of ``span`` behind the run, in [0, 1]."""
+        return span.passed(float(self.epoch), float(self.fraction))
 
     def export_backbone(self) -> nn.Module:
         """Return the backbone whose weights become ``weights.pt``."""

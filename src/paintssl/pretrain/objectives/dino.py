@@ -18,6 +18,7 @@ from paintssl.pretrain.objectives.base import (
     Objective,
     OptimDefaults,
     Progress,
+    Span,
     StepOutput,
     embedding_std,
     pooled_features,
@@ -27,11 +28,19 @@ from paintssl.pretrain.objectives.base import (
 class DinoHead(nn.Module):
     """MLP (``layers`` linear layers, GELU) to a bottleneck, L2-normalise, weight-normed last layer.
 
-    The last layer's rows are normalised to unit length (DINO's ``norm_last_layer=True``).
+    As DINO's ``DINOHead``: the MLP gets trunc-normal(0.02) weights, the last layer keeps
+    ``nn.Linear``'s default init and is weight-normed, ``W = g * V / ||V||`` per output; with
+    ``norm_last_layer`` the scale ``g`` is fixed at 1, else it is learnt (from 1).
     """
 
     def __init__(
-        self, in_dim: int, out_dim: int, hidden_dim: int, bottleneck_dim: int, layers: int
+        self,
+        in_dim: int,
+        out_dim: int,
+        hidden_dim: int,
+        bottleneck_dim: int,
+        layers: int,
+        norm_last_layer: bool = True,
     ) -> None:
         super().__init__()
         dims = [in_dim] + [hidden_dim] * (layers - 1) + [bottleneck_dim]
@@ -41,18 +50,20 @@ class DinoHead(nn.Module):
             if i < layers - 1:
                 blocks.append(nn.GELU())
         self.mlp = nn.Sequential(*blocks)
-        self.last_layer = nn.Linear(bottleneck_dim, out_dim, bias=False)
-        for module in self.modules():
+        for module in self.mlp.modules():
             if isinstance(module, nn.Linear):
                 nn.init.trunc_normal_(module.weight, std=0.02)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
+                nn.init.zeros_(module.bias)
+        self.last_layer = nn.Linear(bottleneck_dim, out_dim, bias=False)
+        self.last_layer_scale = nn.Parameter(
+            torch.ones(out_dim, 1), requires_grad=not norm_last_layer
+        )
 
     def forward(self, x: torch.Tensor, freeze_last_layer: bool = False) -> torch.Tensor:
         """Logits; with ``freeze_last_layer`` no gradient reaches the last layer."""
-        weight = self.last_layer.weight
+        weight = self.last_layer_scale * F.normalize(self.last_layer.weight, dim=-1)
         weight = weight.detach() if freeze_last_layer else weight
-        return F.linear(F.normalize(self.mlp(x), dim=-1), F.normalize(weight, dim=-1))
+        return F.linear(F.normalize(self.mlp(x), dim=-1), weight)
 
 
 def set_drop_path(backbone: nn.Module, rate: float) -> None:
@@ -86,12 +97,25 @@ def dino_loss(
 def teacher_stats(
     teacher: torch.Tensor, center: torch.Tensor, temp: float
 ) -> dict[str, torch.Tensor]:
-    """Collapse monitors: mean teacher entropy and KL(mean teacher distribution || uniform)."""
+    """Collapse monitors of the centred, sharpened teacher distributions p_i of a batch.
+
+    ``teacher_entropy``: mean H(p_i); ``teacher_kl_uniform``: KL(mean p || uniform), in nats.
+    ``teacher_information_norm``: (H(mean p) - mean H(p_i)) / log K, the information the
+    teacher's output carries about its input, in [0, 1]: 0 when every crop gets the same
+    distribution, whatever it is (uniform, one prototype, or in between), which is what
+    ``pretrain.collapse`` watches.
+    """
     probs = F.softmax((teacher - center) / temp, dim=-1)
     entropy = -(probs * torch.log(probs.clamp_min(1e-12))).sum(-1).mean()
     mean = probs.mean(0)
-    kl_uniform = math.log(probs.shape[-1]) + (mean * torch.log(mean.clamp_min(1e-12))).sum()
-    return {"teacher_entropy": entropy, "teacher_kl_uniform": kl_uniform}
+    log_k = math.log(probs.shape[-1])
+    kl_uniform = log_k + (mean * torch.log(mean.clamp_min(1e-12))).sum()
+    information = (log_k - kl_uniform - entropy) / log_k
+    return {
+        "teacher_entropy": entropy,
+        "teacher_kl_uniform": kl_uniform,
+        "teacher_information_norm": information,
+    }
 
 
 class DinoObjective(Objective):
@@ -117,10 +141,13 @@ class DinoObjective(Objective):
         student_temp: float = 0.1,
         teacher_temp: float = 0.04,
         warmup_teacher_temp: float = 0.01,
-        warmup_teacher_temp_epochs: float = 30.0,
+        warmup_teacher_temp_epochs: float | None = None,
+        warmup_teacher_temp_fraction: float | None = None,
         center_momentum: float = 0.9,
         momentum_teacher: float = 0.9995,
-        freeze_last_layer_epochs: float = 1.0,
+        freeze_last_layer_epochs: float | None = None,
+        freeze_last_layer_fraction: float | None = None,
+        norm_last_layer: bool = True,
         drop_path_rate: float = 0.1,
         global_crops: int = 2,
         local_crops: int = 8,
@@ -131,16 +158,20 @@ class DinoObjective(Objective):
         self.teacher_backbone = copy.deepcopy(backbone)  # before drop path: teacher has none
         set_drop_path(backbone, drop_path_rate)
         dim = backbone.num_features
-        self.head = DinoHead(dim, out_dim, hidden_dim, bottleneck_dim, head_layers)
+        self.head = DinoHead(dim, out_dim, hidden_dim, bottleneck_dim, head_layers, norm_last_layer)
         self.teacher_head = copy.deepcopy(self.head)
         for param in [*self.teacher_backbone.parameters(), *self.teacher_head.parameters()]:
             param.requires_grad_(False)
         self.register_buffer("center", torch.zeros(1, out_dim))
         self.student_temp, self.teacher_temp = student_temp, teacher_temp
         self.warmup_teacher_temp = warmup_teacher_temp
-        self.warmup_teacher_temp_epochs = warmup_teacher_temp_epochs
+        self.teacher_temp_warmup = Span.of(
+            "warmup_teacher_temp", warmup_teacher_temp_epochs, warmup_teacher_temp_fraction, 30.0
+        )
         self.center_momentum, self.momentum_teacher = center_momentum, momentum_teacher
-        self.freeze_last_layer_epochs = freeze_last_layer_epochs
+        self.last_layer_frozen = Span.of(
+            "freeze_last_layer", freeze_last_layer_epochs, freeze_last_layer_fraction, 1.0
+        )
         self.global_crops, self.local_crops = global_crops, local_crops
         self.local_crop_size = local_crop_size
         self.augment = AugmentConfig(**(augment or {}))
@@ -162,8 +193,8 @@ class DinoObjective(Objective):
         )
 
     def current_teacher_temp(self) -> float:
-        """Teacher temperature, warmed up linearly over ``warmup_teacher_temp_epochs``."""
-        ramp = min(float(self.epoch) / max(self.warmup_teacher_temp_epochs, 1e-12), 1.0)
+        """Teacher temperature, warmed up linearly over the ``warmup_teacher_temp`` span."""
+        ramp = self.span_passed(self.teacher_temp_warmup)
         return self.warmup_teacher_temp + ramp * (self.teacher_temp - self.warmup_teacher_temp)
 
     def _student(
@@ -187,7 +218,7 @@ class DinoObjective(Objective):
                 self.teacher_backbone, vit_tokens(self.teacher_backbone, crops)
             )
             teacher = self.teacher_head(features).float()
-        frozen = float(self.epoch) < self.freeze_last_layer_epochs
+        frozen = self.span_passed(self.last_layer_frozen) < 1.0
         student, student_features = self._student(views, frozen)
         temp = self.current_teacher_temp()
         loss = dino_loss(

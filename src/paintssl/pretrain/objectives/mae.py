@@ -19,6 +19,31 @@ from paintssl.pretrain.objectives.base import (
 )
 
 
+def sincos_pos_embed(dim: int, grid: int, prefix_tokens: int = 1) -> torch.Tensor:
+    """Return fixed 2-D sin-cos position embeddings (1, prefix + grid * grid, dim), as MAE's.
+
+    MAE's ``get_2d_sincos_pos_embed``: the first half of each vector encodes the patch's
+    column, the second its row, each as [sin, cos] at 10000^(-k / (dim / 4)); the prefix
+    (class) tokens get zeros.
+    """
+    if dim % 4:
+        raise ValueError(f"sin-cos position embeddings need a width divisible by 4, got {dim}")
+    omega = 1.0 / 10000 ** (torch.arange(dim // 4, dtype=torch.float64) / (dim / 4))
+    rows, cols = torch.meshgrid(
+        torch.arange(grid, dtype=torch.float64),
+        torch.arange(grid, dtype=torch.float64),
+        indexing="ij",
+    )
+
+    def encode(position: torch.Tensor) -> torch.Tensor:
+        angle = position.reshape(-1, 1) * omega
+        return torch.cat([angle.sin(), angle.cos()], dim=1)
+
+    patches = torch.cat([encode(cols), encode(rows)], dim=1)
+    table = torch.cat([torch.zeros(prefix_tokens, dim, dtype=torch.float64), patches])
+    return table.float()[None]
+
+
 def patchify(images: torch.Tensor, patch: int) -> torch.Tensor:
     """(B, C, H, W) -> (B, N, patch * patch * C) in row-major patch order."""
     b, c, h, w = images.shape
@@ -53,17 +78,29 @@ class MaeDecoder(nn.Module):
     """Embed visible tokens, insert mask tokens, transformer blocks, predict patch pixels."""
 
     def __init__(
-        self, in_dim: int, n_patches: int, patch_pixels: int, dim: int, depth: int, heads: int
+        self,
+        in_dim: int,
+        grid: int,
+        patch_pixels: int,
+        dim: int,
+        depth: int,
+        heads: int,
+        qkv_bias: bool = True,
+        fixed_pos_embed: bool = True,
     ) -> None:
         super().__init__()
         self.embed = nn.Linear(in_dim, dim)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, dim))
-        self.pos_embed = nn.Parameter(torch.zeros(1, n_patches + 1, dim))
-        self.blocks = nn.Sequential(*[Block(dim, heads, mlp_ratio=4.0) for _ in range(depth)])
+        if fixed_pos_embed:
+            self.pos_embed = nn.Parameter(sincos_pos_embed(dim, grid), requires_grad=False)
+        else:
+            self.pos_embed = nn.Parameter(torch.zeros(1, grid * grid + 1, dim))
+            nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        blocks = [Block(dim, heads, mlp_ratio=4.0, qkv_bias=qkv_bias) for _ in range(depth)]
+        self.blocks = nn.Sequential(*blocks)
         self.norm = nn.LayerNorm(dim)
         self.pred = nn.Linear(dim, patch_pixels)
         nn.init.normal_(self.mask_token, std=0.02)
-        nn.init.trunc_normal_(self.pos_embed, std=0.02)
 
     def forward(self, latent: torch.Tensor, restore: torch.Tensor) -> torch.Tensor:
         """(B, 1 + K, D) encoder tokens -> (B, N, patch_pixels) predictions for every patch."""
@@ -76,7 +113,14 @@ class MaeDecoder(nn.Module):
 
 
 class MaeObjective(Objective):
-    """MAE with the paper's defaults: mask ratio 0.5, flips only, 4 crops per image."""
+    """MAE with the paper's defaults: mask ratio 0.5, flips only, 4 crops per image.
+
+    As the reference (He et al.'s code): the batch counts crops (the paper's 1024 is 256
+    sites x 4 crops) and the lr scales with it; encoder and decoder use fixed 2-D sin-cos
+    position embeddings (``fixed_pos_embed``); decoder blocks have ``qkv_bias``. The exported
+    feature is the mean of the patch tokens after the encoder's final LayerNorm (the
+    pretraining encoder's output, CLS excluded; timm ``global_pool="avg"``, no ``fc_norm``).
+    """
 
     optim_defaults = OptimDefaults(
         batch_size=1024,
@@ -99,24 +143,37 @@ class MaeObjective(Objective):
         decoder_heads: int = 8,
         norm_pix_loss: bool = True,
         crops: int = 4,
+        decoder_qkv_bias: bool = True,
+        fixed_pos_embed: bool = True,
         augment: dict | None = None,
     ) -> None:
         super().__init__(backbone)
         if not 0 < mask_ratio < 1:
             raise ValueError(f"mask_ratio must be in (0, 1), got {mask_ratio}")
         self.patch = int(backbone.patch_embed.patch_size[0])
-        n_patches = int(backbone.patch_embed.num_patches)
+        grid = int(backbone.patch_embed.grid_size[0])
         channels = int(backbone.patch_embed.proj.in_channels)
+        if fixed_pos_embed:
+            prefix = backbone.pos_embed.shape[1] - grid * grid
+            fixed = sincos_pos_embed(backbone.num_features, grid, prefix)
+            backbone.pos_embed = nn.Parameter(fixed, requires_grad=False)
         self.decoder = MaeDecoder(
             backbone.num_features,
-            n_patches,
+            grid,
             self.patch**2 * channels,
             decoder_dim,
             decoder_depth,
             decoder_heads,
+            decoder_qkv_bias,
+            fixed_pos_embed,
         )
         self.mask_ratio, self.norm_pix_loss, self.crops = mask_ratio, norm_pix_loss, crops
         self.augment = AugmentConfig(**{"color": False, **(augment or {})})
+
+    @property
+    def crops_per_item(self) -> int:
+        """The batch counts crops: each site gives ``crops``."""
+        return self.crops
 
     def view_transform(self) -> MultiCrop:
         """``crops`` cell-aware crops at the backbone's size, flips only."""

@@ -30,6 +30,9 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Ten
 class SimclrObjective(Objective):
     """SimCLR with the paper's defaults: 2 views (Color + Flip), temperature 0.2, 128-d output.
 
+    The projector is Linear-ReLU-Linear with a 512-wide hidden layer (4 x the 128-d output, as
+    the authors' code).
+
     Under DDP the negatives are the views of the same process (no cross-process gather).
     """
 
@@ -47,7 +50,7 @@ class SimclrObjective(Objective):
         backbone: nn.Module,
         temperature: float = 0.2,
         proj_dim: int = 128,
-        proj_hidden_dim: int = 2048,
+        proj_hidden_dim: int = 512,
         augment: dict | None = None,
     ) -> None:
         super().__init__(backbone)
