@@ -13,6 +13,7 @@ report: "workflow/report/workflow.rst"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/synthetic.smk"
+include: "workflow/rules/qc.smk"
 include: "workflow/rules/preprocess.smk"
 include: "workflow/rules/pretrain.smk"
 include: "workflow/rules/embed.smk"
@@ -27,3 +28,8 @@ rule all:
         collect("results/eval/{model}.tsv", model=RUN_MODELS),
         "results/eval/summary.tsv",
         FIGURES,
+
+
+rule validate:
+    input:
+        "results/qc/preflight.tsv",

@@ -210,7 +210,7 @@ def _require_files(table: pd.DataFrame, columns: Sequence[str], path: Path) -> N
         )
 
 
-def read_load_data(path: str | Path, channels: Sequence[str] = CHANNELS) -> pd.DataFrame:
+def parse_load_data(path: str | Path, channels: Sequence[str] = CHANNELS) -> pd.DataFrame:
     """Read one plate's JUMP ``load_data.csv`` and map its channels by name.
 
     Parameters
@@ -227,7 +227,8 @@ def read_load_data(path: str | Path, channels: Sequence[str] = CHANNELS) -> pd.D
     -------
     pandas.DataFrame
         ``Metadata_Plate, Metadata_Well, Metadata_Site`` (str) and absolute ``path_<Ch>``
-        (plus ``illum_<Ch>`` when the CSV has illum columns), in ``channels`` order.
+        (plus ``illum_<Ch>`` when the CSV has illum columns), in ``channels`` order, one
+        row per CSV line (row ``i`` is line ``i + 2``). The files are not opened.
     """
     path = Path(path)
     table = _read_csv(path)
@@ -258,9 +259,19 @@ def read_load_data(path: str | Path, channels: Sequence[str] = CHANNELS) -> pd.D
     if present:
         for ch in channels:
             out[f"illum_{ch}"] = _join_paths(table, "Illum", ch, base, path)
-    file_cols = [c for c in out.columns if c.startswith(("path_", "illum_"))]
-    _require_files(out, file_cols, path)
     return out.reset_index(drop=True)
+
+
+def read_load_data(path: str | Path, channels: Sequence[str] = CHANNELS) -> pd.DataFrame:
+    """Read one plate's ``load_data.csv`` (:func:`parse_load_data`); every file must exist."""
+    table = parse_load_data(path, channels)
+    _require_files(table, file_columns(table), Path(path))
+    return table
+
+
+def file_columns(table: pd.DataFrame) -> list[str]:
+    """Return the image and illum path columns of a table from :func:`parse_load_data`."""
+    return [c for c in table.columns if c.startswith(("path_", "illum_"))]
 
 
 def _read_table(path: Path) -> pd.DataFrame:

@@ -25,6 +25,7 @@ RANK = {
     "external": 1,  # external profiles: part of the inputs stage
     "synthetic": 2,
     "preprocess": 3,
+    "preflight": 3,  # the inputs checked with the preprocess stage's image I/O
     "pretrain": 4,
     "embed": 5,
     "profiles": 6,

@@ -1,4 +1,5 @@
 # Per-plate preprocessing and the validated well metadata: paintssl.inputs, paintssl.preprocess.
+# Preprocessing waits for the preflight (qc.smk); ancient(): a rerun of it reruns no plate.
 rule validate_metadata:
     input:
         metadata=get_metadata_table,
@@ -22,6 +23,7 @@ rule validate_metadata:
 rule compute_illum:
     input:
         load_data=get_load_data,
+        preflight=ancient("results/qc/preflight.tsv"),
     output:
         illum="results/illum/{plate}/illum.npy",
     log:
@@ -44,6 +46,7 @@ rule preprocess_plate:
     input:
         unpack(get_illum),
         load_data=get_load_data,
+        preflight=ancient("results/qc/preflight.tsv"),
     output:
         manifest="results/images/{plate}/manifest.parquet",
         sites=directory("results/images/{plate}/sites"),
