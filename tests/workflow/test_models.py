@@ -50,7 +50,7 @@ def test_oracle_needs_only_the_ground_truth_and_the_manifests(run_snakemake: Run
     assert counts["embed_oracle"] == 8  # one job per tiny plate
     assert not (EMBED_RULES - {"embed_oracle"}) & set(counts), counts
     assert set(counts) == {
-        "render_synthetic_metadata", "render_synthetic_plate", "preprocess_plate",
+        "render_synthetic_metadata", "render_synthetic_plate", "preflight", "preprocess_plate",
         "validate_metadata", "embed_oracle", "normalize_profiles", "aggregate_profiles",
         "evaluate_model",
     }  # fmt: skip
