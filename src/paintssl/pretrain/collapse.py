@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
+
+from paintssl.pretrain.config import require_fields
 
 log = logging.getLogger(__name__)
 
@@ -60,10 +62,7 @@ class CollapseConfig:
         if isinstance(value, CollapseConfig):
             return value
         values = dict(value or {})
-        valid = [f.name for f in fields(cls)]
-        unknown = sorted(set(values) - set(valid))
-        if unknown:
-            raise TypeError(f"unknown train.collapse keys {unknown}; valid: {valid}")
+        require_fields(cls, values, "train.collapse")
         return cls(**values)
 
     def signatures(self) -> dict[str, tuple[float, str]]:

@@ -7,7 +7,7 @@ misconfigured entry fails the dry run; the scripts of the model's rules build it
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 BASELINE_METHODS: tuple[str, ...] = (
     "random",
@@ -23,6 +23,14 @@ SYNTHETIC_ONLY_METHODS: tuple[str, ...] = ("oracle",)
 """Methods that read the synthetic dataset's ground truth, so run only on that dataset."""
 RANDOM_FEATURES_DIM = 384
 """Default ``method_params.dim`` of ``random_features`` (the width of a ViT-S/16)."""
+
+
+def require_fields(cls: type, values: Mapping[str, object], section: str) -> None:
+    """Raise TypeError naming the keys of ``values`` that are not fields of dataclass ``cls``."""
+    valid = [f.name for f in fields(cls)]
+    unknown = sorted(set(values) - set(valid))
+    if unknown:
+        raise TypeError(f"unknown {section} keys {unknown}; valid: {valid}")
 
 
 def builds_network(method: str) -> bool:

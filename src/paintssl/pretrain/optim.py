@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch import nn
 
 from paintssl.pretrain.collapse import CollapseConfig
+from paintssl.pretrain.config import require_fields
 from paintssl.pretrain.objectives import OptimDefaults
+from paintssl.pretrain.objectives.base import Span
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +61,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "collapse", CollapseConfig.from_value(self.collapse))
-        if self.warmup_epochs is not None and self.warmup_fraction is not None:
-            raise ValueError("give train.warmup_epochs or train.warmup_fraction, not both")
-        if self.warmup_fraction is not None and not 0 <= self.warmup_fraction < 1:
-            raise ValueError(f"train.warmup_fraction must be in [0, 1), got {self.warmup_fraction}")
+        self.warmup(default_epochs=0.0)  # checks the pair now, not when training starts
         if self.betas is not None:
             object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
         if self.steps is not None and self.steps < 1:
@@ -70,13 +69,14 @@ class TrainConfig:
         if self.ckpt_every < 1 or self.log_every < 1:
             raise ValueError("train.ckpt_every and train.log_every must be >= 1")
 
+    def warmup(self, default_epochs: float) -> Span:
+        """Return the lr warm-up: ``warmup_epochs`` or ``warmup_fraction``, else the default."""
+        return Span.of("warmup", self.warmup_epochs, self.warmup_fraction, default_epochs)
+
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
         """Build from a config mapping; unknown keys raise TypeError listing the valid ones."""
-        valid = [f.name for f in fields(cls)]
-        unknown = sorted(set(values) - set(valid))
-        if unknown:
-            raise TypeError(f"unknown train keys {unknown}; valid: {valid}")
+        require_fields(cls, values, "train")
         return cls(**values)
 
 
@@ -118,10 +118,7 @@ def resolve(
     items_per_step = batch_size // crops_per_item
     steps_per_epoch = n_items / items_per_step
     total = cfg.steps or max(math.ceil(cfg.epochs * steps_per_epoch), 1)
-    if cfg.warmup_fraction is not None:
-        warmup = round(cfg.warmup_fraction * total)
-    else:
-        warmup = round(float(pick("warmup_epochs")) * steps_per_epoch)
+    warmup = cfg.warmup(float(defaults.warmup_epochs)).steps(steps_per_epoch, total)
     if warmup >= total:
         log.warning("warm-up of %d steps >= %d total steps; using %d", warmup, total, total // 2)
         warmup = total // 2

@@ -60,6 +60,12 @@ class Span:
             return cls(fraction=fraction)
         return cls(epochs=default_epochs if epochs is None else epochs)
 
+    def steps(self, steps_per_epoch: float, total_steps: int) -> int:
+        """Length of the span in optimiser steps."""
+        if self.fraction is not None:
+            return round(self.fraction * total_steps)
+        return round(self.epochs * steps_per_epoch)
+
     def passed(self, epoch: float, fraction: float) -> float:
         """Share of the span behind the run at ``epoch`` / ``fraction``, in [0, 1]."""
         length, now = (self.epochs, epoch) if self.fraction is None else (self.fraction, fraction)
