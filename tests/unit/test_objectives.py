@@ -16,7 +16,7 @@ from paintssl.pretrain.objectives.mae import (
 )
 from paintssl.pretrain.objectives.simclr import nt_xent
 from paintssl.pretrain.optim import TrainConfig, param_groups
-from paintssl.pretrain.trainer import restore_checkpoint, save_checkpoint
+from paintssl.pretrain.trainer import restore_checkpoint, run_identity, save_checkpoint
 
 TINY = {
     "dino": {
@@ -74,11 +74,11 @@ def test_objective_contract(method: str, tmp_path: Path) -> None:
         assert torch.equal(a, b), name
 
     opt = torch.optim.AdamW(param_groups(objective))
-    cfg = TrainConfig(steps=4)
-    save_checkpoint(tmp_path / "last.pt", objective, opt, 3, cfg)
+    identity = run_identity(TrainConfig(steps=4), {"method": method})
+    save_checkpoint(tmp_path / "last.pt", objective, opt, 3, identity)
     fresh = tiny_objective(method, seed=2)
     step = restore_checkpoint(
-        tmp_path / "last.pt", fresh, torch.optim.AdamW(param_groups(fresh)), cfg
+        tmp_path / "last.pt", fresh, torch.optim.AdamW(param_groups(fresh)), identity
     )
     assert step == 3
     assert torch.equal(fresh.state_dict()["epoch"], objective.state_dict()["epoch"])

@@ -1,8 +1,13 @@
 """Trainer: schedules, parameter groups, kill-and-resume, metrics, and the pretrain entry point."""
 
 import json
+import logging
 import os
 import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -223,12 +228,37 @@ def test_non_finite_loss_stops_training(tmp_path: Path) -> None:
         train(objective, data, TrainConfig(steps=2, batch_size=2), tmp_path / "d.pt")
 
 
-def test_changed_config_refuses_to_resume(tmp_path: Path) -> None:
+def test_a_checkpoint_of_another_run_is_not_resumed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cfg = TrainConfig(steps=2, batch_size=2, seed=3, warmup_epochs=0)
+    first = tiny_objective("simclr")
+    train(first, MemoryViews(first.view_transform()), cfg, tmp_path / "e.pt")
+    changed = replace(cfg, lr=1e-2)
+    retrained = tiny_objective("simclr")
+    with caplog.at_level(logging.WARNING):
+        train(retrained, MemoryViews(retrained.view_transform()), changed, tmp_path / "e.pt")
+    assert "from another run (train.lr: None -> 0.01): starting over" in caplog.text
+    fresh = tiny_objective("simclr")
+    train(fresh, MemoryViews(fresh.view_transform()), changed, tmp_path / "f.pt")
+    for (name, a), b in zip(
+        fresh.state_dict().items(), retrained.state_dict().values(), strict=True
+    ):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
+    assert torch.load(tmp_path / "e.pt", weights_only=True)["identity"]["train"]["lr"] == 1e-2
+
+
+def test_runtime_keys_and_the_same_run_resume_at_the_last_step(tmp_path: Path) -> None:
+    cfg = TrainConfig(steps=2, batch_size=2, seed=3, warmup_epochs=0)
     objective = tiny_objective("simclr")
-    data = MemoryViews(objective.view_transform())
-    train(objective, data, TrainConfig(steps=1, batch_size=2), tmp_path / "e.pt")
-    with pytest.raises(ValueError, match="delete the checkpoint"):
-        train(objective, data, TrainConfig(steps=1, batch_size=2, lr=1.0), tmp_path / "e.pt")
+    train(objective, MemoryViews(objective.view_transform()), cfg, tmp_path / "g.pt")
+    again = tiny_objective("simclr")
+    data = MemoryViews(again.view_transform(), fail_after=0)  # a read would raise
+    train(again, data, replace(cfg, log_every=7, num_workers=0), tmp_path / "g.pt")
+    for (name, a), b in zip(
+        objective.state_dict().items(), again.state_dict().values(), strict=True
+    ):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
 
 
 def write_manifest(root: Path, n_sites: int = 4, size: int = 40) -> Path:
@@ -329,3 +359,39 @@ def test_signal_checkpoints_the_step_exits_75_and_resumes_to_the_same_weights(
     )
     for (name, a), b in zip(whole.state_dict().items(), resumed.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-6, msg=name)
+
+
+def test_sigkill_mid_training_then_rerun_ends_with_the_uninterrupted_weights(
+    tmp_path: Path,
+) -> None:
+    """A real SIGKILL (no handler runs): the rerun resumes from the last atomic checkpoint."""
+    manifest = write_manifest(tmp_path / "images")
+    model = {"method": "simclr", "backbone": "vit_tiny_patch16_224", "img_size": 32}
+    model |= {"backbone_kwargs": {"patch_size": 8}, "method_params": TINY["simclr"]}
+    model["train"] = {"steps": 12, "batch_size": 2, "ckpt_every": 2, "warmup_epochs": 0}
+    runs = {}
+    for name in ("whole", "killed"):
+        config = {"manifests": [str(manifest)], "model": model, "seed": 1}
+        config["weights"] = str(tmp_path / name / "weights.pt")
+        runs[name] = tmp_path / f"{name}.yaml"
+        runs[name].write_text(yaml.safe_dump(config))
+    main(["--config", str(runs["whole"])])
+
+    killed = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "paintssl.pretrain", "--config", str(runs["killed"])]
+    child = subprocess.Popen(cmd, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not (killed / "ckpt/last.pt").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    child.send_signal(signal.SIGKILL)
+    assert child.wait(timeout=60) == -signal.SIGKILL
+    assert 2 <= torch.load(killed / "ckpt/last.pt", weights_only=True)["step"] < 12
+    assert not (killed / "weights.pt").exists()  # the job is not taken as finished
+
+    main(["--config", str(runs["killed"])])  # the rerun
+    whole = torch.load(tmp_path / "whole/weights.pt", weights_only=True)["state_dict"]
+    resumed = torch.load(killed / "weights.pt", weights_only=True)["state_dict"]
+    for name, value in whole.items():
+        assert torch.equal(value, resumed[name]), name
+    lines = (killed / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == list(range(1, 13))

@@ -1,5 +1,6 @@
 """Helpers to drive the real Snakemake CLI from a temporary working directory."""
 
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -37,3 +38,18 @@ def run_snakemake(tmp_path: Path) -> Runner:
         return snakemake(tmp_path, *args, configfiles=configfiles)
 
     return run
+
+
+JOB_HEADER = re.compile(r"^(?:local)?(?:rule|checkpoint) (\w+):$")
+Job = tuple[str, str]  # rule, its wildcards as printed ("" for none)
+
+
+def planned_jobs(output: str) -> set[Job]:
+    """The jobs a ``--dry-run`` prints, as (rule, "name=value, ...") pairs."""
+    jobs: list[list[str]] = []
+    for line in output.splitlines():
+        if header := JOB_HEADER.match(line.strip()):
+            jobs.append([header.group(1), ""])
+        elif jobs and line.strip().startswith("wildcards: "):
+            jobs[-1][1] = line.strip().removeprefix("wildcards: ")
+    return {(rule, wildcards) for rule, wildcards in jobs}

@@ -1,9 +1,11 @@
 # Pretraining (or, for method random, initialising) the models that build a network.
+# weights.pt is not protected(): a changed model entry must retrain. The checkpoint (not an
+# output) keeps the work: a rerun of the same run resumes it, at its last step if finished.
 rule pretrain:
     input:
         manifests=collect("results/images/{plate}/manifest.parquet", plate=TRAIN_PLATES),
     output:
-        weights=protected("results/pretrain/{model}/weights.pt"),
+        weights="results/pretrain/{model}/weights.pt",
         metrics="results/pretrain/{model}/metrics.jsonl",
     log:
         "logs/pretrain/{model}.log",

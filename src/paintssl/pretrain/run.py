@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -71,12 +72,12 @@ def pretrain(
         raise ValueError(f"method {model.method!r} builds no network: there is nothing to pretrain")
     mean, std = channel_stats(manifests, channels)
     log.info("channel mean %s std %s from %d manifests", mean, std, len(manifests))
-    name, img_size, method = model.backbone, int(model.img_size), model.method
+    backbone_name, img_size, method = model.backbone, int(model.img_size), model.method
     kwargs = dict(model.backbone_kwargs)
     if method != "random":
         kwargs.update(objective_class(method).backbone_kwargs)
     torch.manual_seed(seed)
-    backbone = create_backbone(name, img_size=img_size, in_chans=len(channels), **kwargs)
+    backbone = create_backbone(backbone_name, img_size=img_size, in_chans=len(channels), **kwargs)
     if method != "random":
         objective = build_objective(method, backbone, dict(model.method_params))
         run = {"seed": seed, "num_workers": num_workers, **model.train}
@@ -85,10 +86,13 @@ def pretrain(
         weights_dir = Path(weights).parent
         metrics = Path(metrics) if metrics else weights_dir / "metrics.jsonl"
         ckpt = Path(ckpt) if ckpt else weights_dir / "ckpt" / "last.pt"
-        hp = train(objective, dataset, cfg, ckpt, metrics, device, name)
+        plates = [str(Path(m).parent.name) for m in manifests]
+        entry = {k: v for k, v in asdict(model).items() if k != "train"}  # train: in cfg
+        identity = {"model": entry, "channels": list(channels), "plates": plates}
+        hp = train(objective, dataset, cfg, ckpt, metrics, device, name, identity)
         log.info("trained %s for %d steps: %s", method, hp.total_steps, hp)
         backbone = objective.export_backbone()
     elif metrics:
         Path(metrics).write_text("")  # nothing trained, nothing to log
     if is_main_process():
-        export_weights(weights, backbone, name, img_size, channels, mean, std, kwargs)
+        export_weights(weights, backbone, backbone_name, img_size, channels, mean, std, kwargs)

@@ -80,38 +80,59 @@ def step_seed(seed: int, step: int, rank: int) -> int:
     return int(np.random.SeedSequence([seed, step, rank], spawn_key=(1,)).generate_state(1)[0])
 
 
-def _comparable(config: dict) -> dict:
-    return {k: v for k, v in config.items() if k not in RUNTIME_KEYS}
+def run_identity(cfg: TrainConfig, extra: dict | None = None) -> dict:
+    """Describe the run a checkpoint must come from to be resumed.
+
+    ``cfg`` less its runtime keys, plus ``extra`` (JSON-able: the model entry, the channels,
+    the training plates).
+    """
+    train = {k: v for k, v in asdict(cfg).items() if k not in RUNTIME_KEYS}
+    return json.loads(json.dumps({"train": train, **(extra or {})}, default=str))
 
 
 def save_checkpoint(
-    path: Path, objective: nn.Module, opt: torch.optim.Optimizer, step: int, cfg: TrainConfig
+    path: Path, objective: nn.Module, opt: torch.optim.Optimizer, step: int, identity: dict
 ) -> None:
     """Write tensors and plain python values to a temp file, then rename (atomic)."""
     state = {
         "objective": objective.state_dict(),
         "optimizer": opt.state_dict(),
         "step": int(step),
-        "config": asdict(cfg),
+        "identity": identity,
     }
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
 
 
+def _differences(saved: dict, now: dict, prefix: str = "") -> list[str]:
+    keys = sorted(set(saved) | set(now))
+    out = []
+    for key in keys:
+        a, b = saved.get(key), now.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}: {a!r} -> {b!r}")
+    return out
+
+
 def restore_checkpoint(
-    path: Path, objective: nn.Module, opt: torch.optim.Optimizer, cfg: TrainConfig
+    path: Path, objective: nn.Module, opt: torch.optim.Optimizer, identity: dict
 ) -> int:
-    """Load ``path`` if it exists (``weights_only=True``) and return its step, else 0."""
+    """Resume from ``path`` (``weights_only=True``) and return its step; 0 to start afresh.
+
+    A checkpoint of another run (its :func:`run_identity` differs: the model was changed, or
+    the training plates) is not resumed: the run starts over and overwrites it, with a warning
+    that lists what changed.
+    """
     if not path.exists():
         return 0
     device = next(objective.parameters()).device
     state = torch.load(path, map_location=device, weights_only=True)
-    saved = TrainConfig.from_dict(state["config"])
-    if _comparable(asdict(saved)) != _comparable(asdict(cfg)):
-        raise ValueError(
-            f"{path} was written with train config {asdict(saved)}, now {asdict(cfg)}; "
-            "delete the checkpoint to start over or restore the old settings"
-        )
+    changed = _differences(state.get("identity", {}), identity)
+    if changed:
+        log.warning("%s is from another run (%s): starting over", path, "; ".join(changed))
+        return 0
     objective.load_state_dict(state["objective"])
     opt.load_state_dict(state["optimizer"])
     log.info("resumed from %s at step %d", path, state["step"])
@@ -157,6 +178,7 @@ def train(
     metrics: str | Path | None = None,
     device: str = "cpu",
     name: str = "model",
+    identity: dict | None = None,
 ) -> Hparams:
     """Train ``objective`` on ``dataset`` (items keyed ``(index, seed)``), resuming from ``ckpt``.
 
@@ -164,7 +186,8 @@ def train(
     the end; under torchrun only rank 0 writes files. On SIGTERM or SIGUSR1 it finishes the
     step, checkpoints and raises :class:`~paintssl.pretrain.preemption.Preempted` (exit 75).
     A collapse (``cfg.collapse``) raises :class:`~paintssl.pretrain.collapse.CollapseError`
-    naming ``name``, or warns once.
+    naming ``name``, or warns once. ``identity`` (beside ``cfg``, see :func:`run_identity`)
+    tells a checkpoint of this run from one of another, which is not resumed.
     """
     runtime = setup_runtime(device)
     objective.to(runtime.device)
@@ -172,7 +195,8 @@ def train(
     groups = param_groups(objective, cfg.decay_tokens)
     opt = torch.optim.AdamW(groups, lr=hp.lr, betas=hp.betas)
     ckpt = Path(ckpt)
-    step = restore_checkpoint(ckpt, objective, opt, cfg)
+    identity = run_identity(cfg, identity)
+    step = restore_checkpoint(ckpt, objective, opt, identity)
     lr_at = cosine_schedule(hp.lr, hp.min_lr, hp.total_steps, hp.warmup_steps)
     wd_at = cosine_schedule(hp.weight_decay, hp.weight_decay_end, hp.total_steps)
     model: nn.Module = objective
@@ -230,11 +254,11 @@ def train(
                     act_on(collapse, cfg.collapse, name)
             bar.update(1)
             if runtime.is_main and (step % cfg.ckpt_every == 0 or step == hp.total_steps):
-                save_checkpoint(ckpt, objective, opt, step, cfg)
+                save_checkpoint(ckpt, objective, opt, step, identity)
             signum = stop.agreed(runtime.world_size, runtime.device)
             if signum is not None and step < hp.total_steps:
                 if runtime.is_main:
-                    save_checkpoint(ckpt, objective, opt, step, cfg)
+                    save_checkpoint(ckpt, objective, opt, step, identity)
                 bar.close()
                 stopped = Preempted(step, ckpt, signum)
                 log.warning("%s", stopped)
