@@ -1,4 +1,4 @@
-"""Read and validate the user's inputs: plates sheet, JUMP ``load_data.csv``, well metadata.
+"""Read and validate the user's inputs: plates sheet, ``load_data.csv``, well metadata, config keys.
 
 Every problem raises :class:`InputError` with a message that names the file, the line or
 column at fault and how to fix it. Line numbers count the header as line 1.
@@ -6,12 +6,14 @@ column at fault and how to fix it. Line numbers count the header as line 1.
 
 from __future__ import annotations
 
+import difflib
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
+import yaml
 
 from paintssl.tables import (
     CELL_LINE,
@@ -114,7 +116,8 @@ def require_unique(table: pd.DataFrame, keys: Sequence[str], path: Path) -> None
         first = table.loc[dup[0], list(keys)].tolist()
         raise InputError(
             f"{path}: duplicate ({', '.join(keys)}) = {tuple(first)} and others on "
-            f"{row_names(dup, path)}; each combination must appear once"
+            f"{row_names(dup, path)}; delete the repeated rows (each combination must appear "
+            f"once)"
         )
 
 
@@ -203,7 +206,9 @@ def _require_files(table: pd.DataFrame, columns: Sequence[str], path: Path) -> N
         if not Path(table.at[i, col]).is_file()
     ]
     if missing:
-        shown = "; ".join(f"line {i + 2} {col}: {p}" for i, col, p in missing[:MAX_LISTED])
+        shown = "; ".join(
+            f"line {i + 2} {user_column(col)}: {p}" for i, col, p in missing[:MAX_LISTED]
+        )
         raise InputError(
             f"{path}: {len(missing)} listed image file(s) do not exist, e.g. {shown}. Fix the "
             f"PathName_*/FileName_* columns (relative paths are relative to {path.parent})"
@@ -267,6 +272,12 @@ def read_load_data(path: str | Path, channels: Sequence[str] = CHANNELS) -> pd.D
     table = parse_load_data(path, channels)
     _require_files(table, file_columns(table), Path(path))
     return table
+
+
+def user_column(column: str) -> str:
+    """Name the load_data.csv column behind a ``path_<Ch>``/``illum_<Ch>`` column."""
+    kind, channel = column.split("_", 1)
+    return f"FileName_{'Orig' if kind == 'path' else 'Illum'}{channel}"
 
 
 def file_columns(table: pd.DataFrame) -> list[str]:
@@ -343,3 +354,42 @@ def read_metadata(path: str | Path, plates: Sequence[str]) -> pd.DataFrame:
 def validate_metadata(path: str | Path, plates: Sequence[str], out: str | Path) -> None:
     """Validate the well metadata table (:func:`read_metadata`) and store it as Parquet."""
     write_parquet(read_metadata(path, plates), out)
+
+
+def unknown_keys(value: object, schema: Mapping, prefix: str = "") -> list[tuple[str, list[str]]]:
+    """Keys of ``value`` that a JSON schema with ``additionalProperties: false`` refuses.
+
+    Returns
+    -------
+    list of tuple
+        ``(dotted key, valid keys at that level)`` for every unknown key, depth first.
+    """
+    if not isinstance(value, Mapping):
+        return []
+    known, other = schema.get("properties", {}), schema.get("additionalProperties", True)
+    found = []
+    for key, item in value.items():
+        name = f"{prefix}{key}"
+        if key in known:
+            found += unknown_keys(item, known[key], f"{name}.")
+        elif isinstance(other, Mapping):
+            found += unknown_keys(item, other, f"{name}.")
+        elif other is False:
+            found.append((name, sorted(known)))
+    return found
+
+
+def check_config_keys(config: Mapping, schema: str | Path) -> None:
+    """Raise :class:`InputError` naming every config key the schema does not know, and the fix."""
+    spec = yaml.safe_load(Path(schema).read_text())
+    found = unknown_keys(config, spec)
+    if found:
+        lines = []
+        for name, valid in found:
+            close = difflib.get_close_matches(name.rsplit(".", 1)[-1], valid, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            lines.append(f"{name!r}{hint}; valid there: {', '.join(valid)}")
+        raise InputError(
+            f"config: unknown key(s): {' / '.join(lines)}. Fix the spelling or delete the "
+            f"key(s); config/README.md lists every key"
+        )

@@ -18,27 +18,30 @@ from dataclasses import astuple, dataclass, fields
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
 import pandas as pd
-import tifffile
-from PIL import Image
 
+from paintssl.evaluate.family import MAX_FAMILY, MIN_FAMILY, usable_families
 from paintssl.inputs import (
     InputError,
     file_columns,
     parse_load_data,
     read_metadata,
     read_plate_sheet,
+    user_column,
 )
-from paintssl.preprocess.images import TIFF_SUFFIXES, imap_bounded
-from paintssl.tables import CHANNELS, PLATE, SITE, WELL, write_tsv
+from paintssl.preprocess.images import (
+    MISSING,
+    BadSitePolicy,
+    image_fix,
+    image_problems,
+    imap_bounded,
+    usual_shape,
+)
+from paintssl.tables import CHANNELS, GENE_FAMILY, PLATE, SITE, WELL, write_tsv
 
 log = logging.getLogger(__name__)
 
 Severity = Literal["error", "warning"]
-DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16))
-PNG_DTYPES = {"L": "uint8", "I;16": "uint16", "I;16B": "uint16", "I;16L": "uint16"}
-REPLACE = "re-export it as a single-plane greyscale uint16 (or uint8) TIFF"
 FIRST_ROW = re.compile(r"\b(?:line|row)\(s\) (\d+)")
 KEY = re.compile(r"\b(?:Metadata|FileName|PathName)_\w+|(?<=\bcolumn )\w+")
 
@@ -97,129 +100,68 @@ def from_input_error(err: InputError, file: str | Path) -> Finding:
     )
 
 
-def _tiff_header(path: Path) -> tuple[tuple[int, ...], np.dtype, list[str]]:
-    """Shape (leading singleton axes dropped), dtype and structural problems of a TIFF."""
-    problems = []
-    with tifffile.TiffFile(path) as tif:
-        page, series = tif.pages[0], tif.series[0]
-        shape, dtype = tuple(series.shape), np.dtype(series.dtype)
-        ends = zip(page.dataoffsets, page.databytecounts, strict=True)
-        end = max((offset + n for offset, n in ends), default=0)
-        if page.samplesperpixel != 1:
-            problems.append(f"has {page.samplesperpixel} samples per pixel (RGB or multi-sample)")
-    size = path.stat().st_size
-    if end > size:
-        problems.append(f"is truncated: its image data ends at byte {end}, the file has {size}")
-    return shape, dtype, problems
-
-
-def _png_header(path: Path) -> tuple[tuple[int, ...], np.dtype | None, list[str]]:
-    """Shape, dtype (None when unsupported) and problems of a PNG, from its header."""
-    with Image.open(path) as img:
-        mode, (width, height) = img.mode, img.size
-    if mode in PNG_DTYPES:
-        return (height, width), np.dtype(PNG_DTYPES[mode]), []
-    return (height, width), None, [f"has PNG mode {mode}; expected greyscale L or I;16"]
-
-
-def image_problems(
-    path: str | Path, header: bool = True
-) -> tuple[tuple[int, ...] | None, list[str]]:
-    """Check one channel image from its header (TIFF or PNG); never decodes pixels.
-
-    Parameters
-    ----------
-    path
-        The image.
-    header
-        False: only check that the file exists and is not empty (illum ``.npy`` files).
-
-    Returns
-    -------
-    tuple
-        The 2-D shape (None when the image is not a readable 2-D plane) and the problems:
-        missing, empty, unreadable, truncated, RGB or multi-plane, not uint8/uint16.
-    """
-    path = Path(path)
-    if not path.is_file():
-        return None, ["does not exist"]
-    if path.stat().st_size == 0:
-        return None, ["is empty (0 bytes)"]
-    if not header:
-        return None, []
-    suffix = path.suffix.lower()
-    try:
-        if suffix in TIFF_SUFFIXES:
-            shape, dtype, problems = _tiff_header(path)
-        elif suffix == ".png":
-            shape, dtype, problems = _png_header(path)
-        else:
-            return None, [f"has unsupported type {path.suffix!r} (use TIFF or PNG)"]
-    except Exception as err:  # any parser error means the same to the user
-        return None, [f"is not a readable image ({type(err).__name__}: {err})"]
-    while len(shape) > 2 and shape[0] == 1:
-        shape = shape[1:]
-    if dtype is not None and dtype not in DTYPES:
-        kind = "float" if dtype.kind == "f" else "integer" if dtype.kind in "iu" else "other"
-        problems.append(f"has {kind} pixel type {dtype}; expected uint8 or uint16")
-    if len(shape) != 2 and not any("samples per pixel" in p for p in problems):
-        problems.append(f"has shape {shape}; expected one 2-D greyscale plane")
-    if 0 in shape:
-        problems.append(f"has shape {shape}, no pixels")
-    return (shape if len(shape) == 2 and 0 not in shape else None), problems
-
-
 def _check_file(item: tuple[str, str]) -> tuple[tuple[int, ...] | None, list[str]]:
     """:func:`image_problems` of one (path, column): headers of ``path_*`` images only."""
     path, column = item
     return image_problems(path, header=column.startswith("path_"))
 
 
-def _image_findings(table: pd.DataFrame, load_data: Path, threads: int) -> list[Finding]:
-    """Header checks of every file of one parsed plate, plus shape consistency in the plate."""
+def _image_findings(
+    table: pd.DataFrame, load_data: Path, threads: int, on_bad_site: BadSitePolicy
+) -> list[Finding]:
+    """Header checks of every file of one parsed plate, plus shape consistency in the plate.
+
+    With ``on_bad_site`` skip, the problems of raw images are warnings: preprocessing leaves
+    those sites out (illum files stay errors).
+    """
     cells = [(i, col) for i in table.index for col in file_columns(table)]
     checked = imap_bounded(_check_file, [(table.at[i, col], col) for i, col in cells], threads)
     findings, shapes = [], {}
+    image_severity: Severity = "warning" if on_bad_site == "skip" else "error"
+    left_out = "; until then preprocessing leaves the site out (qc.on_bad_site: skip)"
+    note = left_out if on_bad_site == "skip" else ""
+
+    def add(i: int, key: str, problem: str, fix: str, raw: bool) -> None:
+        severity: Severity = image_severity if raw else "error"
+        fix += note if raw else ""
+        findings.append(Finding(severity, str(load_data), i + 2, key, problem, fix))
+
     for (i, col), (shape, problems) in zip(cells, checked, strict=True):
         image = Path(table.at[i, col])
-        kind, channel = col.split("_", 1)
-        key = f"FileName_{'Orig' if kind == 'path' else 'Illum'}{channel}"
+        kind, key = col.split("_", 1)[0], user_column(col)
         what = "image" if kind == "path" else "illum file"
         where = f"{what} {image} (well {table.at[i, WELL]}, site {table.at[i, SITE]})"
         for problem in problems:
-            if problem == "does not exist":
+            if kind == "path":
+                fix = image_fix(problem)
+            elif problem == MISSING:
                 fix = f"fix the PathName_*/{key} columns or restore the file"
             else:
-                fix = REPLACE if kind == "path" else "replace it with the plate's illum .npy file"
-            findings.append(Finding("error", str(load_data), i + 2, key, f"{where} {problem}", fix))
+                fix = "replace it with the plate's illum .npy file"
+            add(i, key, f"{where} {problem}", fix, kind == "path")
         if shape is not None and kind == "path":
             shapes[i, col, key, where] = shape
-    if shapes:
-        usual, n = Counter(shapes.values()).most_common(1)[0]
+    usual = usual_shape(shapes.values())
+    if usual is not None:
+        (height, width), n = usual
         for (i, _, key, where), shape in shapes.items():
-            if shape != usual:
-                findings.append(
-                    Finding(
-                        "error",
-                        str(load_data),
-                        i + 2,
-                        key,
-                        f"{where} has shape {shape}; {n} other images of the plate have {usual}",
-                        f"crop or re-export it at {usual[0]} x {usual[1]} pixels",
-                    )
+            if shape != usual[0]:
+                problem = (
+                    f"{where} has shape {shape}; {n} other images of the plate have {usual[0]}"
                 )
+                add(i, key, problem, f"crop or re-export it at {height} x {width} pixels", True)
     return findings
 
 
 def _check_plate(
-    plate: str, load_data: Path, channels: Sequence[str], threads: int
+    plate: str, load_data: Path, channels: Sequence[str], threads: int, on_bad_site: BadSitePolicy
 ) -> tuple[pd.DataFrame | None, list[Finding]]:
     """Parse one plate's load_data (None when refused) and check every file it lists."""
     try:
         table = parse_load_data(load_data, channels)
     except InputError as err:
         return None, [from_input_error(err, load_data)]
-    findings = _image_findings(table, load_data, threads)
+    findings = _image_findings(table, load_data, threads, on_bad_site)
     named = table[PLATE].iloc[0]
     if named != plate:
         findings.append(
@@ -263,12 +205,30 @@ def _well_findings(
     return findings
 
 
+def _family_findings(wells: pd.DataFrame, path: Path) -> list[Finding]:
+    """Warn when ``Metadata_gene_family`` is filled in but no family can be scored."""
+    families = wells[GENE_FAMILY].dropna()
+    if families.empty or usable_families(wells):
+        return []
+    largest = families.value_counts()
+    problem = (
+        f"no gene family has {MIN_FAMILY}-{MAX_FAMILY} perturbations (largest: "
+        f"{largest.index[0]} with {largest.iloc[0]}), so the gene-family AMI will be NaN"
+    )
+    fix = (
+        f"group the genes into families of {MIN_FAMILY}-{MAX_FAMILY}, or delete the "
+        f"{GENE_FAMILY} column"
+    )
+    return [Finding("warning", str(path), None, GENE_FAMILY, problem, fix)]
+
+
 def preflight(
     plates: Sequence[str],
     load_data: Sequence[str | Path],
     metadata: str | Path,
     channels: Sequence[str] = CHANNELS,
     threads: int = 1,
+    on_bad_site: BadSitePolicy = "error",
 ) -> list[Finding]:
     """Check every plate's ``load_data.csv``, every image header and the well metadata.
 
@@ -282,16 +242,18 @@ def preflight(
         The configured channels; every one must be listed for every site.
     threads
         Image headers read in parallel.
+    on_bad_site
+        ``qc.on_bad_site``: with ``skip``, problems of raw images are warnings.
 
     Returns
     -------
     list of Finding
-        Every problem found, in the order: plates, metadata, wells.
+        Every problem found, in the order: plates, metadata, gene families, wells.
     """
     paths = {plate: Path(p) for plate, p in zip(plates, load_data, strict=True)}
     findings, tables = [], {}
     for plate, path in paths.items():
-        table, found = _check_plate(plate, path, channels, threads)
+        table, found = _check_plate(plate, path, channels, threads, on_bad_site)
         findings += found
         if table is not None:
             tables[plate] = table
@@ -299,18 +261,23 @@ def preflight(
         wells = read_metadata(metadata, list(plates))
     except InputError as err:
         return [*findings, from_input_error(err, metadata)]
-    return findings + _well_findings(tables, wells, Path(metadata), paths)
+    families = _family_findings(wells, Path(metadata))
+    return findings + families + _well_findings(tables, wells, Path(metadata), paths)
 
 
 def preflight_sheet(
-    sheet: str | Path, metadata: str | Path, channels: Sequence[str] = CHANNELS, threads: int = 1
+    sheet: str | Path,
+    metadata: str | Path,
+    channels: Sequence[str] = CHANNELS,
+    threads: int = 1,
+    on_bad_site: BadSitePolicy = "error",
 ) -> list[Finding]:
     """:func:`preflight` of the plates listed in a plates sheet (one finding if it is refused)."""
     try:
         table = read_plate_sheet(sheet)
     except InputError as err:
         return [from_input_error(err, sheet)]
-    return preflight(table["plate"], table["load_data"], metadata, channels, threads)
+    return preflight(table["plate"], table["load_data"], metadata, channels, threads, on_bad_site)
 
 
 def findings_table(findings: Sequence[Finding]) -> pd.DataFrame:
@@ -355,8 +322,9 @@ def run_preflight(
     out: str | Path,
     channels: Sequence[str] = CHANNELS,
     threads: int = 1,
+    on_bad_site: BadSitePolicy = "error",
 ) -> list[Finding]:
     """:func:`preflight`, then :func:`report` to ``out`` (raises on errors); the findings."""
-    findings = preflight(plates, load_data, metadata, channels, threads)
+    findings = preflight(plates, load_data, metadata, channels, threads, on_bad_site)
     report(findings, out)
     return findings

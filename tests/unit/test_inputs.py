@@ -110,7 +110,7 @@ def test_missing_files_are_counted_and_listed(tmp_path: Path) -> None:
         (tmp_path / "images" / f"A01_s{s}_ER.tiff").unlink()
     with pytest.raises(InputError, match=r"2 listed image file\(s\) do not exist") as err:
         read_load_data(csv)
-    assert "line 3 path_ER" in str(err.value)
+    assert "line 3 FileName_OrigER" in str(err.value)
     assert "A01_s2_ER.tiff" in str(err.value)
 
 

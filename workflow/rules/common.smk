@@ -1,16 +1,18 @@
 # Helpers only, no rules: validate config and sheets, constrain wildcards, resolve inputs.
 import re
+from pathlib import Path
 
 from snakemake.logging import logger
 from snakemake.utils import validate
 
-from paintssl.inputs import read_plate_sheet
+from paintssl.inputs import check_config_keys, read_plate_sheet
 from paintssl.pretrain.config import builds_network, is_trained, needs_synthetic_truth
 from paintssl.profiles.normalize import ProfileConfig, model_chains
 from paintssl.tables import LEVELS, PROFILE_LEVELS
 from paintssl.synthetic.config import SyntheticConfig
 from paintssl.synthetic.layout import plate_sheet
 
+check_config_keys(config, Path(workflow.current_basedir) / "../schemas/config.schema.yaml")
 validate(config, schema="../schemas/config.schema.yaml")
 
 SYNTHETIC = config.get("plates") is None

@@ -38,6 +38,7 @@ rule compute_illum:
         runtime=60,
     params:
         channels=lookup(dpath="channels", within=config),
+        on_bad_site=lookup(dpath="qc/on_bad_site", within=config),
     script:
         "../scripts/compute_illum.py"
 
@@ -50,6 +51,7 @@ rule preprocess_plate:
     output:
         manifest="results/images/{plate}/manifest.parquet",
         sites=directory("results/images/{plate}/sites"),
+        skipped="results/images/{plate}/skipped_sites.tsv",
     log:
         "logs/preprocess_plate/{plate}.log",
     benchmark:
@@ -64,5 +66,6 @@ rule preprocess_plate:
         labels=get_plate_labels,
         channels=lookup(dpath="channels", within=config),
         preprocess=lookup(dpath="preprocess", within=config),
+        on_bad_site=lookup(dpath="qc/on_bad_site", within=config),
     script:
         "../scripts/preprocess_plate.py"

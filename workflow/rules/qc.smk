@@ -18,5 +18,6 @@ rule preflight:
     params:
         plates=list(PLATES.index),
         channels=lookup(dpath="channels", within=config),
+        on_bad_site=lookup(dpath="qc/on_bad_site", within=config),
     script:
         "../scripts/preflight.py"

@@ -15,4 +15,5 @@ compute_illum(
     channels=snakemake.params.channels,
     out_npy=snakemake.output.illum,
     threads=snakemake.threads,
+    on_bad_site=snakemake.params.on_bad_site,
 )

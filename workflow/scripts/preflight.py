@@ -17,4 +17,5 @@ run_preflight(
     out=snakemake.output.findings,
     channels=snakemake.params.channels,
     threads=snakemake.threads,
+    on_bad_site=snakemake.params.on_bad_site,
 )

@@ -20,4 +20,6 @@ preprocess_plate(
     channels=snakemake.params.channels,
     illum=snakemake.input.get("illum"),
     threads=snakemake.threads,
+    on_bad_site=snakemake.params.on_bad_site,
+    out_skipped=snakemake.output.skipped,
 )

@@ -9,7 +9,7 @@ import pandas as pd
 from scipy.cluster.hierarchy import fcluster, leaves_list, linkage
 from sklearn.metrics import adjusted_mutual_info_score
 
-from paintssl.tables import GENE, GENE_FAMILY
+from paintssl.tables import CELL_LINE, GENE, GENE_FAMILY, PERTURBATION
 
 MIN_FAMILY, MAX_FAMILY, TOP_FAMILIES = 4, 10, 20
 
@@ -22,6 +22,15 @@ class FamilyClustering:
     families: pd.Series
     ami: float
     note: str = ""
+
+
+def usable_families(
+    meta: pd.DataFrame, min_size: int = MIN_FAMILY, max_size: int = MAX_FAMILY
+) -> list[str]:
+    """Gene families of ``min_size``-``max_size`` perturbations (per cell line) in ``meta``."""
+    profiles = meta.drop_duplicates([CELL_LINE, PERTURBATION])
+    counts = profiles[GENE_FAMILY].astype("string").value_counts()
+    return sorted(counts.index[counts.between(min_size, max_size)])
 
 
 def select_families(

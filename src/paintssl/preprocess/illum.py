@@ -15,8 +15,8 @@ import pandas as pd
 from scipy import ndimage as ndi
 from skimage.transform import resize
 
-from paintssl.inputs import InputError, read_load_data
-from paintssl.preprocess.images import iter_plate_sites
+from paintssl.inputs import InputError
+from paintssl.preprocess.images import BadSitePolicy, iter_plate_sites, read_plate_table
 from paintssl.tables import CHANNELS, atomic_path
 
 log = logging.getLogger(__name__)
@@ -65,6 +65,7 @@ def compute_illum(
     sigma_fraction: float = 0.0625,
     robust_percentile: float = 2.0,
     threads: int = 1,
+    on_bad_site: BadSitePolicy = "error",
 ) -> None:
     """Compute a plate's illumination functions from the mean of all its sites.
 
@@ -78,16 +79,23 @@ def compute_illum(
         Smoothing settings, see :func:`illum_function`.
     threads
         Threads reading images.
+    on_bad_site
+        ``qc.on_bad_site``: with ``skip``, unusable sites are left out of the mean (and
+        logged), as preprocessing leaves them out.
     """
     if isinstance(load_data, pd.DataFrame):
         table, label = load_data, "load_data table"
     else:
-        table, label = read_load_data(load_data, channels), str(load_data)
+        table = read_plate_table(load_data, channels, on_bad_site)
+        label = str(load_data)
     total, n_sites = None, 0
-    for _, image in iter_plate_sites(table, channels, threads, label=label):
+    bad: dict[object, list[str]] | None = None if on_bad_site == "error" else {}
+    for _, image in iter_plate_sites(table, channels, threads, label=label, bad=bad):
         total = image.astype(np.float64) if total is None else total + image
         n_sites += 1
     assert total is not None  # iter_plate_sites raised if no site was readable
+    if bad:
+        log.warning("%s: %d unusable sites left out of the illumination mean", label, len(bad))
     mean = total / n_sites
     field = np.stack(
         [

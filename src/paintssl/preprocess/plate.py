@@ -25,20 +25,35 @@ from skimage.feature import peak_local_max
 from skimage.filters import threshold_otsu
 from skimage.morphology import remove_small_objects
 
-from paintssl.inputs import read_load_data
 from paintssl.preprocess.codec import U16_MAX, to_uint16, write_site_tiff
 from paintssl.preprocess.illum import apply_illum, load_illum, load_jump_illum
 from paintssl.preprocess.images import (
     N_BINS,
+    BadSitePolicy,
     channel_histograms,
     histogram_percentiles,
     imap_bounded,
     iter_plate_sites,
+    read_plate_table,
     scale_to_unit,
 )
-from paintssl.tables import BATCH, CHANNELS, DNA, PLATE, SITE, SOURCE, WELL, write_parquet
+from paintssl.tables import (
+    BATCH,
+    CHANNELS,
+    DNA,
+    LOAD_DATA_KEYS,
+    PLATE,
+    SITE,
+    SOURCE,
+    WELL,
+    write_parquet,
+    write_tsv,
+)
 
 log = logging.getLogger(__name__)
+
+SKIPPED_COLUMNS: tuple[str, ...] = (*LOAD_DATA_KEYS, "load_data_line", "problems")
+"""Columns of the skipped-sites table: the site, its line in load_data.csv, its problems."""
 
 
 @dataclass(frozen=True)
@@ -120,6 +135,15 @@ def _site_row(
     return row
 
 
+def skipped_sites(table: pd.DataFrame, bad: dict[object, list[str]]) -> pd.DataFrame:
+    """One row per site left out (``bad``: row label -> problems), :data:`SKIPPED_COLUMNS`."""
+    rows = [
+        [*table.loc[i, list(LOAD_DATA_KEYS)], int(i) + 2, " | ".join(problems)]
+        for i, problems in bad.items()
+    ]
+    return pd.DataFrame(rows, columns=list(SKIPPED_COLUMNS))
+
+
 def _clip_bounds(
     sites: Iterable[tuple[int, np.ndarray]], n_channels: int, percentiles: Sequence[float]
 ) -> np.ndarray:
@@ -168,6 +192,8 @@ def preprocess_plate(
     min_nucleus_area: int = 30,
     nucleus_min_distance: int = 7,
     threads: int = 1,
+    on_bad_site: BadSitePolicy = "error",
+    out_skipped: str | Path | None = None,
 ) -> None:
     """Turn one plate's per-channel images into merged, scaled site TIFFs and a manifest.
 
@@ -193,21 +219,39 @@ def preprocess_plate(
         Cell-count settings, see :func:`count_nuclei`.
     threads
         Threads reading images, and threads scaling, writing and measuring sites.
+    on_bad_site
+        ``qc.on_bad_site``: ``error`` fails on the first pass, naming every unusable site
+        (missing, empty, truncated, unreadable, all black, or shaped unlike the plate);
+        ``skip`` leaves those sites out, logs how many, and lists them in ``out_skipped``.
+    out_skipped
+        TSV of the sites left out (:func:`skipped_sites`; header only when none), written
+        just before the manifest.
     """
     if DNA not in channels:
         raise ValueError(f"channels {list(channels)} must include {DNA} for the QC columns")
-    table = read_load_data(load_data, channels)
+    table = read_plate_table(load_data, channels, on_bad_site)
     field = _load_field(table, channels, illum, cfg.illum)
     illum_name, label = str(illum or "JUMP illum files"), str(load_data)
 
-    def corrected_sites() -> Iterator[tuple[int, np.ndarray]]:
-        for i, image in iter_plate_sites(table, channels, threads, label=label):
+    def corrected_sites(
+        sites: pd.DataFrame, bad: dict[object, list[str]] | None = None
+    ) -> Iterator[tuple[object, np.ndarray]]:
+        for i, image in iter_plate_sites(sites, channels, threads, label=label, bad=bad):
             yield i, image if field is None else apply_illum(image, field, illum_name)
 
-    bounds = _clip_bounds(corrected_sites(), len(channels), cfg.clip_percentiles)
+    bad: dict[object, list[str]] | None = None if on_bad_site == "error" else {}
+    bounds = _clip_bounds(corrected_sites(table, bad), len(channels), cfg.clip_percentiles)
     log.info("%s: clip values %s", label, dict(zip(channels, bounds.tolist(), strict=True)))
+    skipped = skipped_sites(table, bad or {})
+    if on_bad_site == "skip":
+        log.warning("%s: skipped %d of %d sites (qc.on_bad_site: skip)", label, len(skipped),
+                    len(table))  # fmt: skip
+        for row in skipped.itertuples(index=False):
+            log.warning("  skipped line %d: %s", row.load_data_line, row.problems)
     out_manifest, out_sites = Path(out_manifest), Path(out_sites)
     out_manifest.unlink(missing_ok=True)
+    if out_skipped is not None:
+        Path(out_skipped).unlink(missing_ok=True)
     created = not out_sites.exists()
     out_sites.mkdir(parents=True, exist_ok=True)
     nuclei = {
@@ -225,7 +269,9 @@ def preprocess_plate(
         nuclei=nuclei,
     )
     try:
-        rows = pd.DataFrame(imap_bounded(process, corrected_sites(), threads))
+        rows = pd.DataFrame(
+            imap_bounded(process, corrected_sites(table.drop(index=list(bad or {}))), threads)
+        )
         manifest = pd.concat(
             [
                 pd.DataFrame({SOURCE: source, BATCH: batch}, rows.index),
@@ -236,9 +282,13 @@ def preprocess_plate(
         for j, ch in enumerate(channels):
             manifest[f"clip_low_{ch}"] = float(bounds[j, 0])
             manifest[f"clip_high_{ch}"] = float(bounds[j, 1])
+        if out_skipped is not None:
+            write_tsv(skipped, out_skipped)
         write_parquet(manifest, out_manifest)
     except BaseException:
         if created:
             shutil.rmtree(out_sites, ignore_errors=True)
+        if out_skipped is not None:
+            Path(out_skipped).unlink(missing_ok=True)
         raise
     log.info("%s: wrote %d sites to %s", label, len(manifest), out_sites)

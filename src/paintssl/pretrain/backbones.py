@@ -113,10 +113,18 @@ def load_exported(path: str | Path, map_location: str = "cpu") -> ExportedModel:
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # pickle errors, truncated files, non-tensor payloads
-        raise ValueError(f"{path}: not a loadable paintssl weights file ({err})") from err
-    missing = [k for k in EXPORT_KEYS if k not in state]
+        raise ValueError(
+            f"{path}: not a loadable paintssl weights file ({type(err).__name__}); use the "
+            f"weights.pt that the pretrain rule exported, or rerun it (snakemake --forcerun "
+            f"pretrain)"
+        ) from err
+    missing = [k for k in EXPORT_KEYS if not isinstance(state, dict) or k not in state]
     if missing:
-        raise ValueError(f"{path}: weights file lacks keys {missing}; re-export it with paintssl")
+        raise ValueError(
+            f"{path}: not a paintssl weights file, it lacks the keys {missing} (a raw "
+            f"state_dict or training checkpoint?); use the weights.pt that the pretrain rule "
+            f"exported (paintssl.pretrain.backbones.export_weights)"
+        )
     model = create_backbone(
         state["backbone"],
         img_size=state["img_size"],

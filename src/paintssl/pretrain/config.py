@@ -30,7 +30,9 @@ def require_fields(cls: type, values: Mapping[str, object], section: str) -> Non
     valid = [f.name for f in fields(cls)]
     unknown = sorted(set(values) - set(valid))
     if unknown:
-        raise TypeError(f"unknown {section} keys {unknown}; valid: {valid}")
+        raise TypeError(
+            f"unknown {section} keys {unknown}; valid: {valid}. Fix the spelling or delete them"
+        )
 
 
 def builds_network(method: str) -> bool:

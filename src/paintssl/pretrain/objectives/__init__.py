@@ -33,7 +33,10 @@ def build_objective(method: str, backbone: nn.Module, params: dict) -> Objective
     valid = sorted(set(inspect.signature(cls.__init__).parameters) - {"self", "backbone"})
     unknown = sorted(set(params) - set(valid))
     if unknown:
-        raise TypeError(f"unknown method_params {unknown} for {method!r}; valid: {valid}")
+        raise TypeError(
+            f"unknown method_params {unknown} for method {method!r}; valid: {valid}. Fix the "
+            f"spelling or delete them"
+        )
     return cls(backbone, **params)
 
 
