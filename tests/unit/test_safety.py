@@ -4,6 +4,10 @@ import ast
 import re
 from pathlib import Path
 
+import pytest
+
+from tests.paths import require_shared
+
 REPO = Path(__file__).resolve().parents[2]
 PYTHON = [*sorted((REPO / "src").rglob("*.py")), *sorted((REPO / "workflow").rglob("*.py"))]
 RULES = sorted((REPO / "workflow/rules").glob("*.smk"))
@@ -91,3 +95,16 @@ def test_every_wildcard_is_constrained() -> None:
         used |= {w for line in outputs.splitlines() for w in wildcards(line)}
     assert used, "no wildcard found in any output: the check would pass vacuously"
     assert used <= constrained, f"unconstrained wildcards {sorted(used - constrained)}"
+
+
+def test_missing_shared_data_fails_in_ci_and_skips_elsewhere(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    absent = tmp_path / "absent.csv"
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="shared data absent"):
+        require_shared(absent)
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match="shared data absent"):
+        require_shared(absent)
+    require_shared(tmp_path)  # present: nothing happens

@@ -387,6 +387,7 @@ def test_sigkill_mid_training_then_rerun_ends_with_the_uninterrupted_weights(
     assert child.wait(timeout=60) == -signal.SIGKILL
     assert 2 <= torch.load(killed / "ckpt/last.pt", weights_only=True)["step"] < 12
     assert not (killed / "weights.pt").exists()  # the job is not taken as finished
+    assert not (killed / "metrics.jsonl").exists()  # the outputs come at the end
 
     main(["--config", str(runs["killed"])])  # the rerun
     whole = torch.load(tmp_path / "whole/weights.pt", weights_only=True)["state_dict"]

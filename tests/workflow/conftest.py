@@ -15,11 +15,9 @@ TINY = REPO / "tests/data/tiny.yaml"
 Runner = Callable[..., subprocess.CompletedProcess]
 
 
-def snakemake(
-    workdir: Path, *args: str, configfiles: tuple[Path, ...] = ()
-) -> subprocess.CompletedProcess:
-    """Run snakemake on the repository's workflow in ``workdir`` (targets go in ``args``)."""
-    cmd = [
+def snakemake_command(workdir: Path, *args: str, configfiles: tuple[Path, ...] = ()) -> list[str]:
+    """The snakemake command line for the repository's workflow in ``workdir``."""
+    return [
         SNAKEMAKE,
         "--snakefile", str(REPO / "Snakefile"),
         "--directory", str(workdir),
@@ -27,6 +25,13 @@ def snakemake(
         *args,
         "--configfile", str(REPO / "config/config.yaml"), *map(str, configfiles),
     ]  # fmt: skip
+
+
+def snakemake(
+    workdir: Path, *args: str, configfiles: tuple[Path, ...] = ()
+) -> subprocess.CompletedProcess:
+    """Run snakemake on the repository's workflow in ``workdir`` (targets go in ``args``)."""
+    cmd = snakemake_command(workdir, *args, configfiles=configfiles)
     return subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=1500)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -16,7 +17,7 @@ from paintssl.pretrain.config import ModelConfig, builds_network
 from paintssl.pretrain.data import SiteViews
 from paintssl.pretrain.objectives import build_objective, objective_class
 from paintssl.pretrain.trainer import TrainConfig, is_main_process, train
-from paintssl.tables import CHANNELS
+from paintssl.tables import CHANNELS, atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,9 @@ def pretrain(
     channels : channel names, in the manifests' order.
     seed : seeds the initialisation and, unless ``train.seed`` is set, the training run.
     metrics : JSON-lines metrics (default: ``metrics.jsonl`` beside ``weights``).
-    ckpt : resume checkpoint, outside Snakemake's outputs (default: ``ckpt/last.pt`` beside).
+    ckpt : resume checkpoint, outside Snakemake's outputs (default: ``ckpt/last.pt`` beside);
+        the metrics are logged beside it as they come (Snakemake deletes the outputs of a
+        killed job before its rerun) and copied to ``metrics`` at the end.
     device : ``cpu`` or ``cuda`` (torchrun ranks use their ``LOCAL_RANK`` GPU).
     num_workers : DataLoader worker processes, unless ``train.num_workers`` is set.
     name : the model's name in the config, for messages (a collapse names it).
@@ -89,9 +92,13 @@ def pretrain(
         plates = [str(Path(m).parent.name) for m in manifests]
         entry = {k: v for k, v in asdict(model).items() if k != "train"}  # train: in cfg
         identity = {"model": entry, "channels": list(channels), "plates": plates}
-        hp = train(objective, dataset, cfg, ckpt, metrics, device, name, identity)
+        running_log = ckpt.with_name("metrics.jsonl")  # kept with the checkpoint it matches
+        hp = train(objective, dataset, cfg, ckpt, running_log, device, name, identity)
         log.info("trained %s for %d steps: %s", method, hp.total_steps, hp)
         backbone = objective.export_backbone()
+        if is_main_process():
+            with atomic_path(metrics) as tmp:
+                shutil.copyfile(running_log, tmp)
     elif metrics:
         Path(metrics).write_text("")  # nothing trained, nothing to log
     if is_main_process():
