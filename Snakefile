@@ -22,6 +22,13 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/figures.smk"
 
 
+# Single jobs of seconds: on a cluster, Snakemake runs them itself instead of submitting them.
+localrules:
+    validate_metadata,
+    render_synthetic_metadata,
+    compare_models,
+
+
 rule all:
     default_target: True
     input:

@@ -14,12 +14,17 @@ load_data.csv naming one shared set of 8 x 8 px TIFFs. Then it runs ``snakemake 
 ``profiles/default`` as a plain ``snakemake`` loads it) as a subprocess and prints its wall and
 CPU seconds (CPU seconds grow less when other jobs share the cores), its peak resident memory
 (``ru_maxrss`` of ``os.wait4``) and the planned jobs, in all and per rule, from the dry run's
-"Job stats" table.
+"Job stats" table. Last, the sbatch submissions that DAG makes on SLURM, without and with
+``profiles/slurm``: one per job (less the job-less target ``all``), against one per job of
+a rule that is neither a ``localrules`` rule of the Snakefile nor grouped, plus one per
+bundle of each profile group (``group-components`` connected components; a component per job
+of the group's last rules in the ``--rulegraph``).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import re
 import shlex
@@ -41,6 +46,7 @@ from paintssl.tables import CHANNELS, PERT_TYPE, PERTURBATION, PLATE, SITE, WELL
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 MODELS = ("random_vits", "random_tiny", "dino_tiny", "random_features")
+PROFILE = REPO / "profiles/slurm/config.yaml"
 
 
 def write_images(folder: Path) -> dict[str, str]:
@@ -91,6 +97,34 @@ def job_counts(output: str) -> dict[str, int]:
     return {rule: int(n) for rule, n in re.findall(r"^(\w+)\s+(\d+)\s*$", table, re.MULTILINE)}
 
 
+def rule_edges(dot: str) -> set[tuple[str, str]]:
+    """(upstream, downstream) rule pairs of ``snakemake --rulegraph`` (dot) output."""
+    names = dict(re.findall(r"^\s*(\d+)\[label = \"(\w+)\"", dot, re.MULTILINE))
+    return {(names[a], names[b]) for a, b in re.findall(r"^\s*(\d+) -> (\d+)", dot, re.MULTILINE)}
+
+
+def local_rules(snakefile: Path) -> set[str]:
+    """The rules of the Snakefile's ``localrules:`` directive."""
+    block = re.search(r"^localrules:\n((?:[ \t]+\w+,?\n)+)", snakefile.read_text(), re.MULTILINE)
+    return set(re.findall(r"\w+", block[1])) if block else set()
+
+
+def slurm_submissions(jobs: dict[str, int], edges: set[tuple[str, str]], profile: Path) -> int:
+    """sbatch calls for ``jobs`` (rule -> count) under ``profile``'s groups and local rules."""
+    settings = yaml.safe_load(profile.read_text())
+    group_of = dict(item.split("=") for item in settings.get("groups", []))
+    size = {g: int(n) for g, n in (i.split("=") for i in settings.get("group-components", []))}
+    local = local_rules(REPO / "Snakefile") | {"all"}
+    total, components = 0, dict.fromkeys(size, 0)
+    for rule, count in jobs.items():
+        group = group_of.get(rule)
+        if group is None:
+            total += 0 if rule in local else count
+        elif not any(a == rule and group_of.get(b) == group for a, b in edges):
+            components[group] += count  # the group's last rule: one job per component
+    return total + sum(math.ceil(n / size.get(g, 1)) for g, n in components.items())
+
+
 def dry_run(
     config: Path, workdir: Path, log: Path, extra: Sequence[str] = ()
 ) -> tuple[dict[str, float], str]:
@@ -136,7 +170,10 @@ def main() -> None:
             run = Path(tempfile.mkdtemp(prefix="run", dir=folder))
             usage, text = dry_run(config, run, folder / "dry_run.log", extra)
             jobs = job_counts(text)
-            rows.append({"plates": n, **usage, "jobs": sum(jobs.values()), **jobs})
+            _, dot = dry_run(config, run, folder / "rulegraph.dot", [*extra, "--rulegraph"])
+            slurm = {"sbatch_per_job": sum(jobs.values()) - jobs.get("all", 0)}
+            slurm["sbatch_profile"] = slurm_submissions(jobs, rule_edges(dot), PROFILE)
+            rows.append({"plates": n, **usage, "jobs": sum(jobs.values()), **slurm, **jobs})
     table = pd.DataFrame(rows).set_index("plates").fillna(0)
     print(f"snakemake --dry-run {args.snakemake_args}".strip() + f"; {len(args.models)} "
           f"models: {', '.join(args.models)}")  # fmt: skip
