@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
@@ -58,3 +59,20 @@ def planned_jobs(output: str) -> set[Job]:
         elif jobs and line.strip().startswith("wildcards: "):
             jobs[-1][1] = line.strip().removeprefix("wildcards: ")
     return {(rule, wildcards) for rule, wildcards in jobs}
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    """``override`` layered over ``base`` as Snakemake layers its config files."""
+    merged = dict(base)
+    for key, value in override.items():
+        both = isinstance(value, dict) and isinstance(base.get(key), dict)
+        merged[key] = deep_merge(base[key], value) if both else value
+    return merged
+
+
+def resolved_config(*configfiles: Path) -> dict:
+    """config/config.yaml with ``configfiles`` layered over it, as the workflow sees it."""
+    config: dict = {}
+    for path in (REPO / "config/config.yaml", *configfiles):
+        config = deep_merge(config, yaml.safe_load(path.read_text()))
+    return config

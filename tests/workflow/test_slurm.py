@@ -4,9 +4,11 @@ Uses the cluster that `sinfo` already answers for, else starts one with tests/sl
 (which installs slurm-wlm and munge with apt-get when run as root) and stops it afterwards.
 """
 
+import json
 import re
 import shutil
 import subprocess
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +17,9 @@ import pandas as pd
 import pytest
 import torch
 
-from .conftest import REPO, SNAKEMAKE, TINY
+from paintssl.pretrain.run import ModelConfig, pretrain
+
+from .conftest import REPO, SNAKEMAKE, TINY, resolved_config
 
 CLUSTER = REPO / "tests/slurm/cluster.sh"
 TWO_PLATES = REPO / "tests/slurm/two_plates.yaml"
@@ -68,30 +72,38 @@ def slurm_cluster() -> Iterator[None]:
         cluster("stop")
 
 
-def snakemake_slurm(workdir: Path, *targets: str) -> subprocess.CompletedProcess:
-    """Run the workflow in ``workdir`` through the SLURM profile, as a user would."""
-    cmd = [
+def snakemake_slurm_command(workdir: Path, *args: str | Path) -> list[str]:
+    """The command of a user's run in ``workdir`` through the SLURM profile; configfiles
+    (paths) in ``args`` are layered last."""
+    configfiles = [str(a) for a in args if isinstance(a, Path)]
+    return [
         SNAKEMAKE,
         "--snakefile", str(REPO / "Snakefile"),
         "--directory", str(workdir),
         "--profile", str(REPO / "profiles/slurm"),
-        *targets,
+        *(a for a in args if isinstance(a, str)),
         "--slurm-init-seconds-before-status-checks", "2",
         "--set-threads", "pretrain=2", "embed_plate=2",  # this one-node cluster: 2 CPUs
         "--configfile", str(REPO / "config/config.yaml"), str(TINY), str(TWO_PLATES),
+        *configfiles,
     ]  # fmt: skip
+
+
+def snakemake_slurm(workdir: Path, *targets: str) -> subprocess.CompletedProcess:
+    """Run the workflow in ``workdir`` through the SLURM profile, as a user would."""
+    cmd = snakemake_slurm_command(workdir, *targets)
     return subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=900)
 
 
-def slurm_jobs(run_id: str) -> list[tuple[str, dict[str, str]]]:
-    """Jobs of one Snakemake run as SLURM remembers them: ``[(rule or group, fields)]``."""
+def slurm_jobs(run_id: str | None) -> list[tuple[str, dict[str, str]]]:
+    """Jobs of one Snakemake run (None: of any) as SLURM remembers them: ``[(rule, fields)]``."""
     shown = subprocess.run(
         ["scontrol", "show", "job", "--oneliner"], capture_output=True, text=True, check=True
     )
     jobs = []
     for line in shown.stdout.splitlines():
         fields = dict(re.findall(r"(\w+)=(\S*)", line))
-        if fields.get("JobName") == run_id:
+        if "Comment" in fields and run_id in (None, fields.get("JobName")):
             jobs.append((re.sub(r"^rule_|_wildcards_.*$", "", fields["Comment"]), fields))
     return jobs
 
@@ -120,3 +132,49 @@ def test_slurm_profile_bundles_plates_and_only_gpu_jobs_ask_for_a_gpu(tmp_path: 
 
     again = snakemake_slurm(tmp_path, *TARGETS, "--dry-run")
     assert "Nothing to be done" in again.stdout + again.stderr
+    signalled_training_resumes_to_the_uninterrupted_weights(tmp_path)
+
+
+LONGER = "models:\n  dino_tiny:\n    train: {steps: 60, ckpt_every: 5, log_every: 1}\n"
+WEIGHTS = "results/pretrain/dino_tiny/weights.pt"
+
+
+def signalled_training_resumes_to_the_uninterrupted_weights(workdir: Path) -> None:
+    """SLURM's USR1 reaches the trainer through the job step; the rerun resumes bitwise."""
+    longer = workdir / "longer.yaml"
+    longer.write_text(LONGER)
+    ckpt = workdir / "results/pretrain/dino_tiny/ckpt/last.pt"
+    log_file = workdir / "signalled_run.log"
+    with log_file.open("w") as out:
+        run = subprocess.Popen(snakemake_slurm_command(workdir, WEIGHTS, "--verbose", longer),
+                               stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+    deadline = time.monotonic() + 600
+    while not ckpt.exists() or torch.load(ckpt, weights_only=True)["step"] < 5:  # atomic
+        assert run.poll() is None, log_file.read_text()[-6000:]
+        assert time.monotonic() < deadline, "no checkpoint of the 60-step run in 10 min"
+        time.sleep(0.1)
+    job = next(fields["JobId"] for name, fields in slurm_jobs(None) if name == "pretrain"
+               and fields["JobState"] == "RUNNING")  # fmt: skip
+    subprocess.run(["scancel", "--signal=USR1", job], check=True)
+    run.wait(timeout=600)
+    output = log_file.read_text()
+    assert run.returncode != 0, output[-6000:]  # the job failed visibly
+    assert re.search(r"sbatch call: .*--signal=USR1@300", output), "the profile's signal"
+    log = (workdir / "logs/pretrain/dino_tiny.log").read_text()
+    assert "stopped by SIGUSR1 after step" in log, log[-3000:]
+    assert 5 <= torch.load(ckpt, weights_only=True)["step"] < 60
+    assert not (workdir / WEIGHTS).exists()
+
+    rerun = subprocess.run(snakemake_slurm_command(workdir, WEIGHTS, longer), text=True,
+                           capture_output=True, check=False, timeout=900)  # fmt: skip
+    assert rerun.returncode == 0, (rerun.stdout + rerun.stderr)[-6000:]
+    config = resolved_config(TINY, TWO_PLATES, longer)
+    reference = workdir / "uninterrupted/weights.pt"
+    manifests = [workdir / f"results/images/{plate}/manifest.parquet" for plate in PLATES]
+    pretrain(manifests, reference, ModelConfig(**config["models"]["dino_tiny"]),
+             config["channels"], config["seed"])  # fmt: skip
+    metrics = (workdir / "results/pretrain/dino_tiny/metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in metrics] == list(range(1, 61))
+    resumed = torch.load(workdir / WEIGHTS, weights_only=True)["state_dict"]
+    for name, value in torch.load(reference, weights_only=True)["state_dict"].items():
+        assert torch.equal(value, resumed[name]), name

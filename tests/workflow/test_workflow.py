@@ -21,7 +21,16 @@ from paintssl.synthetic.layout import plate_sheet, render_metadata
 from paintssl.synthetic.plate import render_plate
 from paintssl.tables import BATCH, SOURCE
 
-from .conftest import REPO, TINY, Job, Runner, planned_jobs, snakemake, snakemake_command
+from .conftest import (
+    REPO,
+    TINY,
+    Job,
+    Runner,
+    planned_jobs,
+    resolved_config,
+    snakemake,
+    snakemake_command,
+)
 
 BIN = Path(sys.executable).parent
 
@@ -213,8 +222,7 @@ def test_tiny_run_killed_rerun_reports_and_partial_reruns(tmp_path: Path) -> Non
 
 def check_preprocessing_is_reproducible(workdir: Path, plate: str, scratch: Path) -> None:
     """The rerun plate's outputs equal an uninterrupted run of the rule's function."""
-    config = deep_merge(yaml.safe_load((REPO / "config/config.yaml").read_text()),
-                        yaml.safe_load(TINY.read_text()))  # fmt: skip
+    config = resolved_config(TINY)
     done = workdir / f"results/images/{plate}"
     manifest = pd.read_parquet(done / "manifest.parquet")
     computed = config["preprocess"]["illum"] == "compute"
@@ -233,15 +241,6 @@ def check_preprocessing_is_reproducible(workdir: Path, plate: str, scratch: Path
     assert [s.name for s in sites] == sorted(s.name for s in (scratch / "sites").glob("*.tiff"))
     for site in sites:
         assert site.read_bytes() == (scratch / "sites" / site.name).read_bytes(), site
-
-
-def deep_merge(base: dict, override: dict) -> dict:
-    """``override`` layered over ``base`` as Snakemake layers its config files."""
-    merged = dict(base)
-    for key, value in override.items():
-        both = isinstance(value, dict) and isinstance(base.get(key), dict)
-        merged[key] = deep_merge(base[key], value) if both else value
-    return merged
 
 
 @pytest.mark.slow
