@@ -82,14 +82,15 @@ def _render_one(cfg: SyntheticConfig, folder: Path, well_site: tuple[str, int]) 
     return row
 
 
-def prepare_sites(folder: Path, n_sites: int, site_size: int) -> Path:
+def prepare_sites(folder: Path, n_sites: int, site_size: int, model: ModelConfig = MODEL) -> Path:
     """Render, preprocess and export weights into ``folder`` unless done; return the manifest.
 
     Parameters
     ----------
-    folder : cache folder of this ``n_sites`` and ``site_size``.
+    folder : cache folder of this ``n_sites``, ``site_size`` and ``model``.
     n_sites : sites to render (the first wells of the plate, then their next sites).
     site_size : side of a site in pixels.
+    model : the ``random`` model whose weights are exported to ``folder / "weights.pt"``.
     """
     manifest = folder / "images" / "manifest.parquet"
     if (folder / "weights.pt").exists():  # written last
@@ -106,7 +107,7 @@ def prepare_sites(folder: Path, n_sites: int, site_size: int) -> Path:
     pd.DataFrame(rows).to_csv(raw / "load_data.csv", index=False)
     preprocess_plate(raw / "load_data.csv", "source_1", "source_1_batch_1", manifest,
                      manifest.parent / "sites", PreprocessConfig(), threads=cpus)  # fmt: skip
-    pretrain([manifest], folder / "weights.pt", MODEL, seed=0)
+    pretrain([manifest], folder / "weights.pt", model, seed=0)
     return manifest
 
 
