@@ -20,7 +20,6 @@ from typing import Literal
 
 import pandas as pd
 
-from paintssl.evaluate.family import MAX_FAMILY, MIN_FAMILY, usable_families
 from paintssl.inputs import (
     InputError,
     file_columns,
@@ -37,7 +36,17 @@ from paintssl.preprocess.images import (
     imap_bounded,
     usual_shape,
 )
-from paintssl.tables import CHANNELS, GENE_FAMILY, PLATE, SITE, WELL, write_tsv
+from paintssl.tables import (
+    CHANNELS,
+    GENE_FAMILY,
+    MAX_FAMILY,
+    MIN_FAMILY,
+    PLATE,
+    SITE,
+    WELL,
+    usable_families,
+    write_tsv,
+)
 
 log = logging.getLogger(__name__)
 

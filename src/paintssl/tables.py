@@ -123,3 +123,16 @@ def write_tsv(df: pd.DataFrame, path: str | Path) -> None:
     """Write ``df`` as TSV atomically: NaN as ``NA``, floats with 6 significant digits."""
     with atomic_path(path) as tmp:
         df.to_csv(tmp, sep="\t", index=False, na_rep="NA", float_format="%.6g")
+
+
+MIN_FAMILY, MAX_FAMILY = 4, 10
+"""Gene families of this many perturbations (per cell line) are scored (gene-family AMI)."""
+
+
+def usable_families(
+    meta: pd.DataFrame, min_size: int = MIN_FAMILY, max_size: int = MAX_FAMILY
+) -> list[str]:
+    """Gene families of ``min_size``-``max_size`` perturbations (per cell line) in ``meta``."""
+    profiles = meta.drop_duplicates([CELL_LINE, PERTURBATION])
+    counts = profiles[GENE_FAMILY].astype("string").value_counts()
+    return sorted(counts.index[counts.between(min_size, max_size)])

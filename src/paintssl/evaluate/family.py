@@ -9,9 +9,14 @@ import pandas as pd
 from scipy.cluster.hierarchy import fcluster, leaves_list, linkage
 from sklearn.metrics import adjusted_mutual_info_score
 
-from paintssl.tables import CELL_LINE, GENE, GENE_FAMILY, PERTURBATION
+from paintssl.tables import (
+    GENE,
+    GENE_FAMILY,
+    MAX_FAMILY,
+    MIN_FAMILY,
+)
 
-MIN_FAMILY, MAX_FAMILY, TOP_FAMILIES = 4, 10, 20
+TOP_FAMILIES = 20
 
 
 @dataclass(frozen=True)
@@ -22,15 +27,6 @@ class FamilyClustering:
     families: pd.Series
     ami: float
     note: str = ""
-
-
-def usable_families(
-    meta: pd.DataFrame, min_size: int = MIN_FAMILY, max_size: int = MAX_FAMILY
-) -> list[str]:
-    """Gene families of ``min_size``-``max_size`` perturbations (per cell line) in ``meta``."""
-    profiles = meta.drop_duplicates([CELL_LINE, PERTURBATION])
-    counts = profiles[GENE_FAMILY].astype("string").value_counts()
-    return sorted(counts.index[counts.between(min_size, max_size)])
 
 
 def select_families(
