@@ -135,7 +135,7 @@ def test_slurm_profile_bundles_plates_and_only_gpu_jobs_ask_for_a_gpu(tmp_path: 
     signalled_training_resumes_to_the_uninterrupted_weights(tmp_path)
 
 
-LONGER = "models:\n  dino_tiny:\n    train: {steps: 60, ckpt_every: 5, log_every: 1}\n"
+LONGER = "models:\n  dino_tiny:\n    train: {steps: 30, ckpt_every: 5, log_every: 1}\n"
 WEIGHTS = "results/pretrain/dino_tiny/weights.pt"
 
 
@@ -151,7 +151,7 @@ def signalled_training_resumes_to_the_uninterrupted_weights(workdir: Path) -> No
     deadline = time.monotonic() + 600
     while not ckpt.exists() or torch.load(ckpt, weights_only=True)["step"] < 5:  # atomic
         assert run.poll() is None, log_file.read_text()[-6000:]
-        assert time.monotonic() < deadline, "no checkpoint of the 60-step run in 10 min"
+        assert time.monotonic() < deadline, "no checkpoint of the 30-step run in 10 min"
         time.sleep(0.1)
     job = next(fields["JobId"] for name, fields in slurm_jobs(None) if name == "pretrain"
                and fields["JobState"] == "RUNNING")  # fmt: skip
@@ -162,7 +162,7 @@ def signalled_training_resumes_to_the_uninterrupted_weights(workdir: Path) -> No
     assert re.search(r"sbatch call: .*--signal=USR1@300", output), "the profile's signal"
     log = (workdir / "logs/pretrain/dino_tiny.log").read_text()
     assert "stopped by SIGUSR1 after step" in log, log[-3000:]
-    assert 5 <= torch.load(ckpt, weights_only=True)["step"] < 60
+    assert 5 <= torch.load(ckpt, weights_only=True)["step"] < 30
     assert not (workdir / WEIGHTS).exists()
 
     rerun = subprocess.run(snakemake_slurm_command(workdir, WEIGHTS, longer), text=True,
@@ -174,7 +174,7 @@ def signalled_training_resumes_to_the_uninterrupted_weights(workdir: Path) -> No
     pretrain(manifests, reference, ModelConfig(**config["models"]["dino_tiny"]),
              config["channels"], config["seed"])  # fmt: skip
     metrics = (workdir / "results/pretrain/dino_tiny/metrics.jsonl").read_text().splitlines()
-    assert [json.loads(line)["step"] for line in metrics] == list(range(1, 61))
+    assert [json.loads(line)["step"] for line in metrics] == list(range(1, 31))
     resumed = torch.load(workdir / WEIGHTS, weights_only=True)["state_dict"]
     for name, value in torch.load(reference, weights_only=True)["state_dict"].items():
         assert torch.equal(value, resumed[name]), name
