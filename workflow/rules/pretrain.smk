@@ -4,6 +4,7 @@
 rule pretrain:
     input:
         manifests=collect("results/images/{plate}/manifest.parquet", plate=TRAIN_PLATES),
+        preflight=ancient("results/qc/preflight.tsv"),
     output:
         weights="results/pretrain/{model}/weights.pt",
         metrics="results/pretrain/{model}/metrics.jsonl",
