@@ -332,13 +332,8 @@ def run_preflight(
     channels: Sequence[str] = CHANNELS,
     threads: int = 1,
     on_bad_site: BadSitePolicy = "error",
-    extra: Sequence[Finding] = (),
 ) -> list[Finding]:
-    """Run :func:`preflight`, add ``extra`` (e.g. the models' findings), :func:`report` them.
-
-    Writes ``out`` and raises on errors; returns the findings.
-    """
+    """:func:`preflight`, then :func:`report` to ``out`` (raises on errors); the findings."""
     findings = preflight(plates, load_data, metadata, channels, threads, on_bad_site)
-    findings = [*findings, *extra]
     report(findings, out)
     return findings

@@ -26,7 +26,6 @@ from paintssl.inputs import InputError, check_config_keys, read_metadata, valida
 from paintssl.preflight import preflight
 from paintssl.preprocess.plate import SKIPPED_COLUMNS, PreprocessConfig, preprocess_plate
 from paintssl.pretrain.objectives import build_objective
-from paintssl.pretrain.run import check_models
 from paintssl.pretrain.trainer import TrainConfig
 from paintssl.profiles.normalize import ProfileConfig, normalize_profiles
 from paintssl.tables import CHANNELS, PERTURBATION
@@ -384,24 +383,3 @@ def test_skip_without_any_usable_site_fails_and_leaves_nothing(tmp_path: Path) -
 def test_error_policy_writes_a_header_only_skipped_table_for_a_clean_plate(tmp_path: Path) -> None:
     preprocess(tmp_path, write_plate(tmp_path / "in"))
     assert outputs(tmp_path)[2].read_text() == "\t".join(SKIPPED_COLUMNS) + "\n"
-
-
-TINY_DINO = {"method": "dino", "backbone": "vit_tiny_patch16_224", "img_size": 32,
-             "backbone_kwargs": {"patch_size": 8, "depth": 1}, "train": {"steps": 2}}  # fmt: skip
-
-
-@pytest.mark.parametrize(
-    ("edit", "problem"),
-    [
-        ({"method_params": {"teacher_tmp": 0.04}}, r"unknown method_params \['teacher_tmp'\]"),
-        ({"train": {"warmup_epoch": 1}}, r"unknown train keys \['warmup_epoch'\]"),
-        ({"train": {"collapse": {"policy": "warm"}}}, r"policy"),
-        ({"backbone_kwargs": {"patch_size": 8, "depth": 1, "dpeth": 2}}, r"dpeth"),
-    ],
-)
-def test_the_preflight_builds_every_model_and_names_a_bad_entry(edit: dict, problem: str) -> None:
-    findings = check_models({"good": TINY_DINO, "bad": TINY_DINO | edit})
-    assert [f.key for f in findings] == ["models.bad"]
-    assert findings[0].severity == "error"
-    assert re.search(problem, findings[0].problem), findings[0].problem
-    assert "configfile" in findings[0].fix

@@ -205,7 +205,7 @@ def test_tiny_run_killed_rerun_reports_and_partial_reruns(tmp_path: Path) -> Non
     model_rules += ("aggregate_profiles", "evaluate_model", "plot_gene_families")
     assert planned_jobs(snakemake(workdir, "-n", configfiles=(TINY, new_lr)).stdout) == (
         model_jobs(model_rules, ["dino_tiny"]) | plate_jobs("embed_plate", plates, "dino_tiny")
-        | COMPARISON_JOBS | {("plot_umap", ""), ("preflight", ""), ("all", "")}
+        | COMPARISON_JOBS | {("plot_umap", ""), ("all", "")}
     )  # fmt: skip
     null_size = tmp_path / "null.yaml"
     null_size.write_text("eval:\n  null_size: 500\n")

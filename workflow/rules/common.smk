@@ -120,15 +120,10 @@ def get_illum(wildcards):
     return {}
 
 
-def model_entry(model):
+def get_model(wildcards):
     """A model's settings as written in config.yaml, less `profile_steps` (read only by the
     profile and evaluation rules, so that a new chain does not retrain or re-embed)."""
-    return {k: v for k, v in config["models"][model].items() if k != "profile_steps"}
-
-
-def get_model(wildcards):
-    """The settings of the job's model (see `model_entry`)."""
-    return model_entry(wildcards.model)
+    return {k: v for k, v in config["models"][wildcards.model].items() if k != "profile_steps"}
 
 
 def get_external_profiles(wildcards):

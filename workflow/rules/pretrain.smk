@@ -4,7 +4,6 @@
 rule pretrain:
     input:
         manifests=collect("results/images/{plate}/manifest.parquet", plate=TRAIN_PLATES),
-        preflight=ancient("results/qc/preflight.tsv"),
     output:
         weights="results/pretrain/{model}/weights.pt",
         metrics="results/pretrain/{model}/metrics.jsonl",

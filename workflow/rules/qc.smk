@@ -1,5 +1,4 @@
-# Checks of the inputs that every run passes before preprocessing or pretraining:
-# paintssl.preflight, and every run model built once (paintssl.pretrain.run.check_models).
+# Checks of the inputs that every run passes before preprocessing: paintssl.preflight.
 rule preflight:
     input:
         load_data=list(PLATES["load_data"]),
@@ -11,7 +10,7 @@ rule preflight:
     benchmark:
         "benchmarks/preflight/preflight.tsv"
     conda:
-        "../envs/torch.yaml"
+        "../envs/preprocess.yaml"
     threads: 1
     resources:
         mem_mb=2000,
@@ -20,6 +19,5 @@ rule preflight:
         plates=list(PLATES.index),
         channels=lookup(dpath="channels", within=config),
         on_bad_site=lookup(dpath="qc/on_bad_site", within=config),
-        models={model: model_entry(model) for model in RUN_MODELS},
     script:
         "../scripts/preflight.py"

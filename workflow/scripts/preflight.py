@@ -1,10 +1,9 @@
-"""Check the inputs and models of the run, image headers included, before any job (thin wrapper)."""
+"""Check the inputs of the run, image headers included, before any job reads them (thin wrapper)."""
 
 from typing import TYPE_CHECKING
 
 from paintssl.joblog import log_to_file
 from paintssl.preflight import run_preflight
-from paintssl.pretrain.run import check_models
 
 if TYPE_CHECKING:  # editor/type-checker stub; Snakemake injects the real object
     from snakemake.script import snakemake
@@ -19,5 +18,4 @@ run_preflight(
     channels=snakemake.params.channels,
     threads=snakemake.threads,
     on_bad_site=snakemake.params.on_bad_site,
-    extra=check_models(snakemake.params.models, snakemake.params.channels),
 )

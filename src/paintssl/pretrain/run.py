@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import logging
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-from torch import nn
 
-from paintssl.preflight import Finding
 from paintssl.pretrain.backbones import create_backbone, export_weights
-from paintssl.pretrain.config import ModelConfig, builds_network, is_trained
+from paintssl.pretrain.config import ModelConfig, builds_network
 from paintssl.pretrain.data import SiteViews
-from paintssl.pretrain.objectives import Objective, build_objective, objective_class
+from paintssl.pretrain.objectives import build_objective, objective_class
 from paintssl.pretrain.trainer import TrainConfig, is_main_process, train
 from paintssl.tables import CHANNELS, atomic_path
 
@@ -42,46 +40,6 @@ def channel_stats(
         means.append(float(pooled_mean))
         stds.append(float(max(np.sqrt(pooled_var), 1e-6)))
     return means, stds
-
-
-def build_model(
-    model: ModelConfig, channels: Sequence[str] = CHANNELS
-) -> tuple[nn.Module, Objective | None, dict]:
-    """Build a model entry's backbone and objective (None for ``random``); return the kwargs too.
-
-    Raises TypeError or ValueError naming a misspelt or invalid key of the entry.
-    """
-    kwargs = dict(model.backbone_kwargs)
-    if model.method != "random":
-        kwargs.update(objective_class(model.method).backbone_kwargs)
-    backbone = create_backbone(
-        model.backbone, img_size=int(model.img_size), in_chans=len(channels), **kwargs
-    )
-    if model.method == "random":
-        return backbone, None, kwargs
-    return backbone, build_objective(model.method, backbone, dict(model.method_params)), kwargs
-
-
-def check_models(
-    models: Mapping[str, Mapping], channels: Sequence[str] = CHANNELS
-) -> list[Finding]:
-    """Preflight findings for model entries that cannot be built (no data is read).
-
-    Every network is built as the pretrain job builds it and every ``train`` section
-    parsed, so that a misspelt hyper-parameter stops the run before any GPU job.
-    """
-    findings = []
-    for name, entry in models.items():
-        try:
-            model = ModelConfig(**entry)
-            if builds_network(model.method):
-                build_model(model, channels)
-            if is_trained(model.method):
-                TrainConfig.from_dict(dict(model.train))
-        except (TypeError, ValueError) as err:
-            fix = "correct the model's entry in the configfile (config/README.md lists the keys)"
-            findings.append(Finding("error", "config", None, f"models.{name}", str(err), fix))
-    return findings
 
 
 def pretrain(
@@ -118,9 +76,13 @@ def pretrain(
     mean, std = channel_stats(manifests, channels)
     log.info("channel mean %s std %s from %d manifests", mean, std, len(manifests))
     backbone_name, img_size, method = model.backbone, int(model.img_size), model.method
+    kwargs = dict(model.backbone_kwargs)
+    if method != "random":
+        kwargs.update(objective_class(method).backbone_kwargs)
     torch.manual_seed(seed)
-    backbone, objective, kwargs = build_model(model, channels)
-    if objective is not None:
+    backbone = create_backbone(backbone_name, img_size=img_size, in_chans=len(channels), **kwargs)
+    if method != "random":
+        objective = build_objective(method, backbone, dict(model.method_params))
         run = {"seed": seed, "num_workers": num_workers, **model.train}
         cfg = TrainConfig.from_dict(run)
         dataset = SiteViews(manifests, objective.view_transform(), mean, std, channels)
