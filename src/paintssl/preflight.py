@@ -44,6 +44,7 @@ from paintssl.tables import (
     PLATE,
     SITE,
     WELL,
+    family_sizes,
     usable_families,
     write_tsv,
 )
@@ -216,10 +217,9 @@ def _well_findings(
 
 def _family_findings(wells: pd.DataFrame, path: Path) -> list[Finding]:
     """Warn when ``Metadata_gene_family`` is filled in but no family can be scored."""
-    families = wells[GENE_FAMILY].dropna()
-    if families.empty or usable_families(wells):
+    largest = family_sizes(wells)
+    if largest.empty or usable_families(wells):
         return []
-    largest = families.value_counts()
     problem = (
         f"no gene family has {MIN_FAMILY}-{MAX_FAMILY} perturbations (largest: "
         f"{largest.index[0]} with {largest.iloc[0]}), so the gene-family AMI will be NaN"

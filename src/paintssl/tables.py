@@ -129,10 +129,15 @@ MIN_FAMILY, MAX_FAMILY = 4, 10
 """Gene families of this many perturbations (per cell line) are scored (gene-family AMI)."""
 
 
+def family_sizes(meta: pd.DataFrame) -> pd.Series:
+    """Perturbations (per cell line) of each gene family in ``meta``, largest first."""
+    profiles = meta.drop_duplicates([CELL_LINE, PERTURBATION])
+    return profiles[GENE_FAMILY].astype("string").value_counts()
+
+
 def usable_families(
     meta: pd.DataFrame, min_size: int = MIN_FAMILY, max_size: int = MAX_FAMILY
 ) -> list[str]:
     """Gene families of ``min_size``-``max_size`` perturbations (per cell line) in ``meta``."""
-    profiles = meta.drop_duplicates([CELL_LINE, PERTURBATION])
-    counts = profiles[GENE_FAMILY].astype("string").value_counts()
+    counts = family_sizes(meta)
     return sorted(counts.index[counts.between(min_size, max_size)])

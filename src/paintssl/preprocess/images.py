@@ -180,6 +180,14 @@ def usual_shape(shapes: Iterable[tuple[int, ...] | None]) -> tuple[tuple[int, ..
     return counts.most_common(1)[0] if counts else None
 
 
+def plate_shape(
+    table: pd.DataFrame, channels: Sequence[str], threads: int = 1
+) -> tuple[tuple[int, ...], int] | None:
+    """Return the plate's usual site shape and its count, from its first channel's headers."""
+    headers = imap_bounded(image_problems, table[f"path_{channels[0]}"], threads)
+    return usual_shape(shape for shape, _ in headers)
+
+
 def _load_site(paths: Sequence[str]) -> tuple[np.ndarray | None, list[str]]:
     """Stack one site's channel images; on failure return the problems instead."""
     planes, problems = [], []
@@ -209,6 +217,7 @@ def iter_plate_sites(
     threads: int = 1,
     label: str = "plate",
     bad: dict[object, list[str]] | None = None,
+    usual: tuple[tuple[int, ...], int] | None = None,
 ) -> Iterator[tuple[object, np.ndarray]]:
     """Yield ``(row label, (C, H, W) image)`` for every usable site of a load_data table.
 
@@ -217,11 +226,10 @@ def iter_plate_sites(
     (the most common header shape of its first channel's files). With ``bad`` None, one
     :class:`InputError` lists every problem after the last site; otherwise such sites are
     left out and recorded as ``bad[row label] = problems``, and only a plate without any
-    usable site raises.
+    usable site raises. ``usual`` is :func:`plate_shape` when the caller has it already.
     """
-    columns = [f"path_{ch}" for ch in channels]
-    jobs = table[columns].to_numpy().tolist()
-    usual = usual_shape(shape for shape, _ in imap_bounded(image_problems, table[columns[0]]))
+    jobs = table[[f"path_{ch}" for ch in channels]].to_numpy().tolist()
+    usual = usual or plate_shape(table, channels, threads)
     found: dict[object, list[str]] = {}
     sites = imap_bounded(_load_site, jobs, threads)
     for i, paths, (image, errors) in zip(table.index, jobs, sites, strict=True):

@@ -34,6 +34,7 @@ from paintssl.preprocess.images import (
     histogram_percentiles,
     imap_bounded,
     iter_plate_sites,
+    plate_shape,
     read_plate_table,
     scale_to_unit,
 )
@@ -232,11 +233,13 @@ def preprocess_plate(
     table = read_plate_table(load_data, channels, on_bad_site)
     field = _load_field(table, channels, illum, cfg.illum)
     illum_name, label = str(illum or "JUMP illum files"), str(load_data)
+    usual = plate_shape(table, channels, threads)  # headers read once for both passes
 
     def corrected_sites(
         sites: pd.DataFrame, bad: dict[object, list[str]] | None = None
     ) -> Iterator[tuple[object, np.ndarray]]:
-        for i, image in iter_plate_sites(sites, channels, threads, label=label, bad=bad):
+        passes = iter_plate_sites(sites, channels, threads, label=label, bad=bad, usual=usual)
+        for i, image in passes:
             yield i, image if field is None else apply_illum(image, field, illum_name)
 
     bad: dict[object, list[str]] | None = None if on_bad_site == "error" else {}
