@@ -35,6 +35,7 @@ rule all:
         collect("results/eval/{model}.tsv", model=RUN_MODELS),
         "results/eval/summary.tsv",
         FIGURES,
+        ABLATION_OUTPUTS,
 
 
 rule validate:

@@ -10,20 +10,21 @@ import torch
 
 from paintssl.pretrain.augment import AugmentConfig, CropGroup, MultiCrop
 from paintssl.pretrain.data import SiteViews, StepBatches, sample_seed, step_loader
-from paintssl.tables import CHANNELS
+from paintssl.tables import CHANNELS, PLATE, WELL
 
 PLAIN = AugmentConfig(flip=False, color=False)
 
 
 def write_manifest(root: Path, n_sites: int = 3, size: int = 48) -> Path:
-    """A manifest with ``n_sites`` random uint16 5-channel sites (the preprocess contract)."""
+    """A manifest with ``n_sites`` random uint16 5-channel sites, two per well (the contract)."""
     rng = np.random.default_rng(0)
     (root / "sites").mkdir(parents=True)
     rows = []
     for i in range(n_sites):
         path = f"sites/s{i}.tiff"
         tifffile.imwrite(root / path, rng.integers(0, 65535, (5, size, size), dtype=np.uint16))
-        rows.append({"path": path, "channels": ",".join(CHANNELS), "dna_otsu": 0.5})
+        row = {PLATE: "P1", WELL: f"A{i // 2 + 1:02d}", "path": path, "dna_otsu": 0.5}
+        rows.append(row | {"channels": ",".join(CHANNELS)})
     manifest = root / "manifest.parquet"
     pd.DataFrame(rows).to_parquet(manifest)
     return manifest

@@ -29,6 +29,8 @@ TINY = {
     "mae": {"decoder_dim": 8, "decoder_depth": 1, "decoder_heads": 2, "crops": 2},
     "simclr": {"proj_dim": 8, "proj_hidden_dim": 8},
 }
+TINY["sslprofiler"] = {**TINY["dino"], "aggregator": "attention", "ibot_weight": 1.0,
+                       "koleo_weight": 0.1}  # fmt: skip
 
 
 def tiny_objective(method: str, seed: int = 0, **overrides: object):
@@ -43,13 +45,15 @@ def tiny_views(objective, batch: int = 3, seed: int = 0) -> list[torch.Tensor]:
     transform = objective.view_transform()
     samples = []
     for _ in range(batch):
-        image = torch.rand(5, 48, 48, generator=gen)
-        samples.append(transform(image, image[0] > 0.5, gen))
+        sites = [torch.rand(5, 48, 48, generator=gen) for _ in range(objective.sites_per_well or 1)]
+        pairs = [(image, image[0] > 0.5) for image in sites]
+        samples.append(transform(*pairs[0], gen) if objective.sites_per_well is None else
+                       transform(pairs, gen))  # fmt: skip
     return [(torch.stack(v) - 0.5) / 0.3 for v in zip(*samples, strict=True)]
 
 
 def test_registry_covers_the_paper_methods() -> None:
-    assert set(OBJECTIVES) >= {"dino", "mae", "simclr"}
+    assert set(OBJECTIVES) >= {"dino", "mae", "simclr", "sslprofiler"}
 
 
 @pytest.mark.parametrize("method", sorted(OBJECTIVES))
@@ -89,7 +93,7 @@ def test_objective_contract(method: str, tmp_path: Path) -> None:
 
 
 def test_unknown_method_lists_valid_names() -> None:
-    with pytest.raises(ValueError, match="dino, mae, simclr"):
+    with pytest.raises(ValueError, match="dino, mae, simclr, sslprofiler"):
         build_objective("byol", torch.nn.Identity(), {})
 
 

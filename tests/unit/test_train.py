@@ -32,7 +32,7 @@ from paintssl.pretrain.optim import (
 from paintssl.pretrain.preemption import PREEMPTED_EXIT_CODE, Preempted
 from paintssl.pretrain.run import ModelConfig, pretrain
 from paintssl.pretrain.trainer import train
-from paintssl.tables import CHANNELS
+from paintssl.tables import CHANNELS, PLATE, WELL
 
 TINY = {
     "dino": {
@@ -262,7 +262,7 @@ def test_runtime_keys_and_the_same_run_resume_at_the_last_step(tmp_path: Path) -
 
 
 def write_manifest(root: Path, n_sites: int = 4, size: int = 40) -> Path:
-    """A manifest with random uint16 sites and the statistics columns of the contract."""
+    """A manifest with random uint16 sites (two per well) and the contract's statistics."""
     rng = np.random.default_rng(0)
     (root / "sites").mkdir(parents=True)
     rows = []
@@ -271,7 +271,7 @@ def write_manifest(root: Path, n_sites: int = 4, size: int = 40) -> Path:
         tifffile.imwrite(root / f"sites/s{i}.tiff", image)
         scaled = image / 65535
         row = {"path": f"sites/s{i}.tiff", "channels": ",".join(CHANNELS), "dna_otsu": 0.5}
-        row |= {"height": size, "width": size}
+        row |= {PLATE: "P1", WELL: f"A{i // 2 + 1:02d}", "height": size, "width": size}
         row |= {f"mean_{c}": float(scaled[k].mean()) for k, c in enumerate(CHANNELS)}
         row |= {f"std_{c}": float(scaled[k].std()) for k, c in enumerate(CHANNELS)}
         rows.append(row)

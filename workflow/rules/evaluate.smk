@@ -65,3 +65,43 @@ rule compare_models:
         reference=lookup(dpath="eval/reference", within=config),
     script:
         "../scripts/compare_models.py"
+
+
+ABLATION = config["ablation"]
+ABLATION_MODELS = [ABLATION["full"], *ABLATION["variants"].values(), *ABLATION.get("beside", [])] if ABLATION else []
+ABLATION_OUTPUTS = (
+    ["results/eval/ablation.tsv", "results/figures/ablation.png"]
+    if ABLATION and set(ABLATION_MODELS) <= set(RUN_MODELS)
+    else []
+)
+
+
+rule ablation:
+    input:
+        summary="results/eval/summary.tsv",
+    output:
+        table=report(
+            "results/eval/ablation.tsv",
+            caption="../report/ablation.rst",
+            category="Comparison",
+        ),
+        png=report(
+            "results/figures/ablation.png",
+            caption="../report/ablation.rst",
+            category="Comparison",
+            labels={"figure": "ablation"},
+        ),
+        pdf="results/figures/ablation.pdf",
+    log:
+        "logs/ablation/ablation.log",
+    benchmark:
+        "benchmarks/ablation/ablation.tsv"
+    conda:
+        "../envs/profiling.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        ablation=ABLATION,
+    script:
+        "../scripts/ablation.py"

@@ -39,7 +39,11 @@ def create_backbone(name: str, img_size: int, in_chans: int = 5, **kwargs: objec
 
 
 def vit_tokens(
-    model: nn.Module, images: torch.Tensor, keep: torch.Tensor | None = None
+    model: nn.Module,
+    images: torch.Tensor,
+    keep: torch.Tensor | None = None,
+    masked: torch.Tensor | None = None,
+    mask_token: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Token-level forward of a timm ViT: final-normed tokens (B, prefix + patches, D).
 
@@ -47,13 +51,17 @@ def vit_tokens(
     On full ``img_size`` inputs it equals ``model.forward_features``; other sizes get
     interpolated position embeddings. ``keep`` (B, K) selects the patch tokens that enter
     the blocks (MAE's visible patches), in the given order. Pool the result with
-    ``model.forward_head(tokens, pre_logits=True)``, as the embed stage does.
+    ``model.forward_head(tokens, pre_logits=True)``, as the embed stage does. ``masked``
+    (B, patches) bool replaces those patch embeddings by ``mask_token`` (D,) before the
+    position embeddings are added (iBOT's masked image modelling).
     """
     if getattr(model, "reg_token", None) is not None or getattr(model, "no_embed_class", True):
         raise ValueError("vit_tokens supports timm ViTs with a class token and no register tokens")
     patches = model.patch_embed.proj(images)  # (B, D, h, w)
     grid = tuple(patches.shape[-2:])
     tokens = model.patch_embed.norm(patches.flatten(2).transpose(1, 2))
+    if masked is not None:
+        tokens = torch.where(masked[..., None], mask_token.to(tokens.dtype), tokens)
     n_prefix = model.num_prefix_tokens
     pos = model.pos_embed
     if grid != tuple(model.patch_embed.grid_size):

@@ -8,6 +8,7 @@ the number of DataLoader workers.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -18,10 +19,16 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from paintssl.preprocess.codec import cell_mask, read_scaled_site
 from paintssl.pretrain.preemption import ignore_stop_signals
-from paintssl.tables import CHANNELS, DNA
+from paintssl.tables import CHANNELS, DNA, PLATE, WELL
+
+log = logging.getLogger(__name__)
 
 ViewTransform = Callable[[torch.Tensor, torch.Tensor, torch.Generator], list[torch.Tensor]]
 """(site (C, H, W) in [0, 1], cell mask (H, W), generator) -> list of views in [0, 1]."""
+WellViewTransform = Callable[
+    [list[tuple[torch.Tensor, torch.Tensor]], torch.Generator], list[torch.Tensor]
+]
+"""((site, cell mask) of each drawn site of a well, generator) -> list of views in [0, 1]."""
 
 
 def read_sites(manifests: Sequence[str | Path], channels: Sequence[str]) -> pd.DataFrame:
@@ -29,7 +36,7 @@ def read_sites(manifests: Sequence[str | Path], channels: Sequence[str]) -> pd.D
     tables = []
     expected = ",".join(channels)
     for manifest in manifests:
-        sites = pd.read_parquet(manifest, columns=["path", "channels", "dna_otsu"])
+        sites = pd.read_parquet(manifest, columns=[PLATE, WELL, "path", "channels", "dna_otsu"])
         wrong = sorted(set(sites["channels"]) - {expected})
         if wrong:
             raise ValueError(
@@ -77,11 +84,72 @@ class SiteViews(Dataset):
         cells = cell_mask(image[self.dna_index], float(row["dna_otsu"]))
         return image, cells
 
+    def normalise(self, views: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Views in training-set units: minus the channel mean, over the channel std."""
+        return [(view - self.mean) / self.std for view in views]
+
     def __getitem__(self, key: tuple[int, int]) -> list[torch.Tensor]:
         index, seed = key
         image, cells = self.load(index)
         gen = torch.Generator().manual_seed(seed)
-        return [(view - self.mean) / self.std for view in self.transform(image, cells, gen)]
+        return self.normalise(self.transform(image, cells, gen))
+
+
+class WellViews(SiteViews):
+    """Wells of the training plates; item ``(index, seed)`` is the views of ``sites_per_well``
+    of that well's sites, drawn without replacement (a well with fewer sites repeats them).
+
+    An epoch is a pass over the wells. The transform gets the sites in the drawn order.
+    """
+
+    def __init__(
+        self,
+        manifests: Sequence[str | Path],
+        transform: WellViewTransform,
+        mean: Sequence[float],
+        std: Sequence[float],
+        channels: Sequence[str] = CHANNELS,
+        sites_per_well: int = 2,
+    ) -> None:
+        super().__init__(manifests, transform, mean, std, channels)
+        if sites_per_well < 1:
+            raise ValueError(f"sites_per_well must be >= 1, got {sites_per_well}")
+        self.sites_per_well = sites_per_well
+        groups = self.sites.groupby([PLATE, WELL], sort=True).indices
+        self.wells = [np.asarray(groups[key]) for key in sorted(groups)]
+        short = sum(len(members) < sites_per_well for members in self.wells)
+        if short:
+            log.warning("%d of %d training wells have fewer than %d sites: their sites repeat",
+                        short, len(self.wells), sites_per_well)  # fmt: skip
+
+    def __len__(self) -> int:
+        return len(self.wells)
+
+    def draw_sites(self, index: int, gen: torch.Generator) -> list[int]:
+        """Rows of ``sites`` of well ``index``: a random order, cycled to ``sites_per_well``."""
+        members = self.wells[index]
+        order = torch.randperm(len(members), generator=gen).tolist()
+        return [int(members[order[i % len(members)]]) for i in range(self.sites_per_well)]
+
+    def __getitem__(self, key: tuple[int, int]) -> list[torch.Tensor]:
+        index, seed = key
+        gen = torch.Generator().manual_seed(seed)
+        sites = [self.load(row) for row in self.draw_sites(index, gen)]
+        return self.normalise(self.transform(sites, gen))
+
+
+def training_views(
+    manifests: Sequence[str | Path],
+    transform: ViewTransform | WellViewTransform,
+    mean: Sequence[float],
+    std: Sequence[float],
+    channels: Sequence[str] = CHANNELS,
+    sites_per_well: int | None = None,
+) -> SiteViews:
+    """The training set an objective samples: sites, or wells of ``sites_per_well`` sites."""
+    if sites_per_well is None:
+        return SiteViews(manifests, transform, mean, std, channels)
+    return WellViews(manifests, transform, mean, std, channels, sites_per_well)
 
 
 class StepBatches(Sampler):

@@ -14,7 +14,7 @@ import torch
 
 from paintssl.pretrain.backbones import create_backbone, export_weights
 from paintssl.pretrain.config import ModelConfig, builds_network
-from paintssl.pretrain.data import SiteViews
+from paintssl.pretrain.data import training_views
 from paintssl.pretrain.objectives import build_objective, objective_class
 from paintssl.pretrain.trainer import TrainConfig, is_main_process, train
 from paintssl.tables import CHANNELS, atomic_path
@@ -85,7 +85,8 @@ def pretrain(
         objective = build_objective(method, backbone, dict(model.method_params))
         run = {"seed": seed, "num_workers": num_workers, **model.train}
         cfg = TrainConfig.from_dict(run)
-        dataset = SiteViews(manifests, objective.view_transform(), mean, std, channels)
+        transform, sites = objective.view_transform(), objective.sites_per_well
+        dataset = training_views(manifests, transform, mean, std, channels, sites)
         weights_dir = Path(weights).parent
         metrics = Path(metrics) if metrics else weights_dir / "metrics.jsonl"
         ckpt = Path(ckpt) if ckpt else weights_dir / "ckpt" / "last.pt"

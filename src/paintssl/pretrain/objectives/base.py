@@ -100,6 +100,9 @@ class Objective(nn.Module):
     optim_defaults: ClassVar[OptimDefaults]
     backbone_kwargs: ClassVar[dict[str, object]] = {}
     """Extra ``create_backbone`` kwargs the method needs; recorded in the export too."""
+    sites_per_well: int | None = None
+    """None: a sample is a site; else a sample is a well and its views come from this many of
+    its sites (``pretrain.data.WellViews``; ``view_transform`` then takes the sites)."""
 
     def __init__(self, backbone: nn.Module) -> None:
         super().__init__()

@@ -211,19 +211,30 @@ class DinoObjective(Objective):
 
     def forward(self, views: list[torch.Tensor]) -> StepOutput:
         """DINO loss of the student on all crops against the teacher on the global crops."""
-        n_views = len(views)
+        loss, metrics, _ = self.distill(views[: self.global_crops], views)
+        return StepOutput(loss, metrics)
+
+    def teacher_logits(self, crops: torch.Tensor) -> torch.Tensor:
+        """Teacher head outputs (fp32, no gradient) of a batch of same-size crops."""
         with torch.no_grad():
-            crops = torch.cat(views[: self.global_crops])
-            features = pooled_features(
-                self.teacher_backbone, vit_tokens(self.teacher_backbone, crops)
-            )
-            teacher = self.teacher_head(features).float()
+            tokens = vit_tokens(self.teacher_backbone, crops)
+            return self.teacher_head(pooled_features(self.teacher_backbone, tokens)).float()
+
+    def distill(
+        self, teacher_views: list[torch.Tensor], student_views: list[torch.Tensor]
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
+        """DINO loss, metrics and the student's global-crop features; updates the centre.
+
+        The student sees ``student_views`` (its global crops first, as many as the teacher's
+        ``teacher_views``); the pair of teacher crop i and student crop i is left out.
+        """
+        teacher = self.teacher_logits(torch.cat(teacher_views))
         frozen = self.span_passed(self.last_layer_frozen) < 1.0
-        student, student_features = self._student(views, frozen)
+        student, student_features = self._student(student_views, frozen)
         temp = self.current_teacher_temp()
         loss = dino_loss(
-            list(student.float().chunk(n_views)),
-            list(teacher.chunk(self.global_crops)),
+            list(student.float().chunk(len(student_views))),
+            list(teacher.chunk(len(teacher_views))),
             self.center,
             self.student_temp,
             temp,
@@ -232,31 +243,36 @@ class DinoObjective(Objective):
         self._update_center(teacher)
         metrics["embedding_std"] = embedding_std(student_features)
         metrics["teacher_temp"] = torch.tensor(temp)
-        return StepOutput(loss, metrics)
+        return loss, metrics, student_features
 
     @torch.no_grad()
-    def _update_center(self, teacher: torch.Tensor) -> None:
-        """EMA of the teacher's batch mean, averaged over processes under DDP."""
+    def _update_center(self, teacher: torch.Tensor, center: torch.Tensor | None = None) -> None:
+        """EMA of the teacher's batch mean into ``center`` (default: the CLS centre), over
+        all processes under DDP."""
+        center = self.center if center is None else center
         batch_center = teacher.sum(dim=0, keepdim=True)
         count = torch.tensor(float(len(teacher)), device=teacher.device)
         if dist.is_available() and dist.is_initialized():
             dist.all_reduce(batch_center)
             dist.all_reduce(count)
         momentum = self.center_momentum
-        self.center.mul_(momentum).add_(batch_center / count, alpha=1 - momentum)
+        center.mul_(momentum).add_(batch_center / count, alpha=1 - momentum)
 
     def teacher_momentum(self, progress: Progress) -> float:
         """EMA momentum, cosine from ``momentum_teacher`` to 1 over training."""
         cosine = (math.cos(math.pi * progress.fraction) + 1) / 2
         return 1 - (1 - self.momentum_teacher) * cosine
 
+    def ema_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        """(student, teacher) modules; each teacher is an EMA of its student."""
+        return [(self.backbone, self.teacher_backbone), (self.head, self.teacher_head)]
+
     @torch.no_grad()
     def after_step(self, progress: Progress) -> None:
         """Record the epoch and move the teacher towards the student (EMA)."""
         super().after_step(progress)
         momentum = self.teacher_momentum(progress)
-        pairs = [(self.backbone, self.teacher_backbone), (self.head, self.teacher_head)]
-        for student, teacher in pairs:
+        for student, teacher in self.ema_pairs():
             t_params = list(teacher.parameters())
             s_params = [p.detach() for p in student.parameters()]
             torch._foreach_mul_(t_params, momentum)
