@@ -1,5 +1,7 @@
-"""Tiling, empty-tile drop, sharding, tile -> site -> well aggregation, and a killed writer."""
+"""Tiling, empty-tile drop, sharding, tile -> site -> well aggregation, and a killed writer;
+tile features: token summaries of chosen blocks, flip averaging, overlapping tiles."""
 
+import dataclasses
 import signal
 import subprocess
 import sys
@@ -12,7 +14,8 @@ import pytest
 import tifffile
 import torch
 
-from paintssl.embed.shard import embed_plate, embed_shard
+from paintssl.embed.features import absolute_blocks, tile_features, token_summaries
+from paintssl.embed.shard import SiteTiles, embed_plate, embed_shard, site_embeddings
 from paintssl.embed.tiles import EmbedConfig, shard_rows, site_tiles, tile_origins
 from paintssl.embed.wells import aggregate_wells, gather_embeddings
 from paintssl.pretrain.backbones import create_backbone, export_weights, load_exported
@@ -110,11 +113,13 @@ def tiny_plate(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def tiny_weights(path: Path, channels: list[str]) -> Path:
+def tiny_weights(path: Path, channels: list[str], pooling: dict | None = None) -> Path:
+    """A random ViT-Tiny of 32 px tiles; ``pooling`` e.g. MAE's ``global_pool``, ``fc_norm``."""
     torch.manual_seed(0)
-    net = create_backbone("vit_tiny_patch16_224", img_size=32, patch_size=8)
+    kwargs = {"patch_size": 8, **(pooling or {})}
+    net = create_backbone("vit_tiny_patch16_224", img_size=32, **kwargs)
     export_weights(path, net, "vit_tiny_patch16_224", 32, channels, [0.5] * 5, [0.25] * 5,
-                   {"patch_size": 8})  # fmt: skip
+                   kwargs)  # fmt: skip
     return path
 
 
@@ -209,3 +214,135 @@ def test_killed_embedding_leaves_no_output_and_a_rerun_equals_an_uninterrupted_r
     embed_plate(manifest, weights, uninterrupted, EmbedConfig())
     pd.testing.assert_frame_equal(pd.read_parquet(out), pd.read_parquet(uninterrupted))
     assert len(pd.read_parquet(out)) == 3
+
+
+MAE_POOLING = {"global_pool": "avg", "fc_norm": False}  # MAE's exported backbone
+
+
+def previous_site_features(manifest: Path, weights: Path) -> np.ndarray:
+    """The embed stage before ``embed.tokens/blocks/flips``: ``net(tiles)`` meaned per site."""
+    model = load_exported(weights)
+    sites = SiteTiles(pd.read_parquet(manifest), manifest.parent, model, model.img_size)
+    tiles = [sites[i] for i in range(len(sites))]
+    with torch.inference_mode():
+        features = model.model(torch.cat(tiles)).float()
+    chunks = torch.split(features, [len(t) for t in tiles])
+    return np.stack([chunk.mean(dim=0).numpy() for chunk in chunks]).astype(np.float32)
+
+
+@pytest.mark.parametrize("pooling", [None, MAE_POOLING], ids=["class_token", "mean_patch"])
+def test_default_features_are_bitwise_the_previous_forward_pass(
+    tiny_plate: Path, pooling: dict | None
+) -> None:
+    weights = tiny_weights(tiny_plate / "weights.pt", CHANNELS, pooling)
+    manifest = tiny_plate / "manifest.parquet"
+    sites = site_embeddings(manifest, weights, 0, EmbedConfig())
+    np.testing.assert_array_equal(
+        sites.filter(like="emb_").to_numpy(), previous_site_features(manifest, weights)
+    )
+
+
+def tiny_net(depth: int = 3, **pooling: object) -> torch.nn.Module:
+    """A random ViT-Tiny of 32 px tiles (16 patches of 8 px), 192 wide, in eval mode."""
+    torch.manual_seed(0)
+    return create_backbone("vit_tiny_patch16_224", 32, patch_size=8, depth=depth, **pooling).eval()
+
+
+@torch.inference_mode()
+def test_multi_granularity_is_the_parts_of_direct_forward_passes() -> None:
+    """Every part is the same float ops as the direct pass it is compared with: exact."""
+    net, tiles = tiny_net(), torch.randn(6, 5, 32, 32, generator=torch.Generator().manual_seed(1))
+    got = token_summaries(net, tiles, ["cls", "mean_patch", "pooled"], [-1, 1])
+    assert got.shape == (6, 2 * 3 * 192)  # blocks x tokens x width
+    last, block1 = got[:, : 3 * 192], got[:, 3 * 192 :]
+    final = net.forward_features(tiles)
+    parts = {"cls": final[:, 0], "mean_patch": final[:, 1:].mean(dim=1), "pooled": net(tiles)}
+    for i, expected in enumerate(parts.values()):
+        assert torch.equal(last[:, i * 192 : (i + 1) * 192], expected)
+    [(patches, prefix)] = net.forward_intermediates(
+        tiles, indices=[1], norm=True, output_fmt="NLC", intermediates_only=True,
+        return_prefix_tokens=True,
+    )  # fmt: skip
+    assert torch.equal(block1[:, :192], prefix[:, 0])
+    assert torch.equal(block1[:, 192:384], patches.mean(dim=1))
+    assert not torch.equal(block1[:, :192], last[:, :192])  # another block, other tokens
+    mae = tiny_net(**MAE_POOLING)
+    assert torch.equal(token_summaries(mae, tiles, ["mean_patch"], [-1]), mae(tiles))
+
+
+def test_multi_granularity_site_features_widen_and_keep_the_default_part(
+    tiny_plate: Path,
+) -> None:
+    weights = tiny_weights(tiny_plate / "weights.pt", CHANNELS)
+    manifest = tiny_plate / "manifest.parquet"
+    default = site_embeddings(manifest, weights, 0, EmbedConfig()).filter(like="emb_")
+    cfg = EmbedConfig(tokens=["cls", "mean_patch"], blocks=[-1, -3])
+    wide = site_embeddings(manifest, weights, 0, cfg).filter(like="emb_")
+    assert wide.shape == (3, 4 * 192)
+    np.testing.assert_array_equal(wide.iloc[:, :192], default)  # CLS of the last block = pooled
+    empty = site_embeddings(manifest, weights, 2, dataclasses.replace(cfg, n_shards=4))
+    assert empty.empty  # 3 sites in 4 shards: shard 2 has none
+    assert empty.filter(like="emb_").shape[1] == 4 * 192
+
+
+@torch.inference_mode()
+def test_flip_averaging_is_the_mean_of_direct_passes_of_flipped_tiles() -> None:
+    """Flipped in numpy (h: columns reversed); float32 sum of 4 terms vs float64 mean.
+
+    The 3 float32 additions round by at most u = 2^-24 of a partial sum each, and each
+    partial sum is at most sum |f_i|, so |got - mean| <= 3 u sum |f_i| / 4.
+    """
+    net = tiny_net()
+    tiles = np.random.default_rng(2).standard_normal((6, 5, 32, 32)).astype(np.float32)
+    views = [tiles, tiles[..., ::-1], tiles[..., ::-1, :], tiles[..., ::-1, ::-1]]
+    direct = np.stack([net(torch.from_numpy(v.copy())).double().numpy() for v in views])
+    got = tile_features(net, torch.from_numpy(tiles), EmbedConfig(flips=["h", "v", "hv"]))
+    bound = 3 * 2.0**-24 * np.abs(direct).sum(axis=0) / 4
+    assert np.all(np.abs(got.double().numpy() - direct.mean(axis=0)) <= bound)
+    assert np.abs(direct[0] - direct.mean(axis=0)).max() > 1e3 * bound.max()  # flips matter
+
+
+@pytest.mark.parametrize(("height", "width", "stride"), [(64, 64, 16), (100, 70, 12), (64, 96, 32)])
+def test_tile_count_follows_the_stride(height: int, width: int, stride: int) -> None:
+    origins = tile_origins(height, width, 32, stride)
+    per_side = [(side - 32) // stride + 1 for side in (height, width)]
+    assert len(origins) == per_side[0] * per_side[1]
+    assert origins[-1] == ((per_side[0] - 1) * stride, (per_side[1] - 1) * stride)
+
+
+def test_overlapping_tiles_reach_the_sites_and_stride_tile_is_the_default(
+    tiny_plate: Path,
+) -> None:
+    weights = tiny_weights(tiny_plate / "weights.pt", CHANNELS)
+    manifest = tiny_plate / "manifest.parquet"
+    default = site_embeddings(manifest, weights, 0, EmbedConfig())
+    pd.testing.assert_frame_equal(site_embeddings(manifest, weights, 0, EmbedConfig(stride=32)),
+                                  default)  # fmt: skip
+    overlapping = site_embeddings(manifest, weights, 0, EmbedConfig(stride=16))
+    assert default["Metadata_n_tiles"].tolist() == [4, 4, 4]  # 2 x 2 tiles of 32 px
+    assert overlapping["Metadata_n_tiles"].tolist() == [9, 9, 9]  # 3 x 3 at stride 16
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [{"tokens": ["cls", "cls"]}, {"tokens": ["mean"]}, {"tokens": []}, {"flips": ["d"]},
+     {"blocks": []}],
+)  # fmt: skip
+def test_embed_config_refuses_unknown_repeated_or_missing_entries(settings: dict) -> None:
+    with pytest.raises(ValueError, match="embed"):
+        EmbedConfig(**settings)
+
+
+def test_blocks_outside_the_network_or_named_twice_are_refused() -> None:
+    assert absolute_blocks([-1, 0, -3], 4) == [3, 0, 1]
+    for blocks in ([4], [-5]):
+        with pytest.raises(ValueError, match="has 4 blocks"):
+            absolute_blocks(blocks, 4)
+    with pytest.raises(ValueError, match="twice"):
+        absolute_blocks([-1, 3], 4)
+
+
+def test_cls_needs_a_class_token() -> None:
+    net, tiles = tiny_net(class_token=False, global_pool="avg"), torch.zeros(1, 5, 32, 32)
+    with pytest.raises(ValueError, match="no class token"):
+        token_summaries(net, tiles, ["cls"], [-1])

@@ -185,7 +185,9 @@ def test_default_chain_follows_the_profiles_section() -> None:
     )
     assert profile_chain(["mad", "variance"], ProfileConfig()) == ("mad", "variance")
     assert profile_chain([], ProfileConfig()) == ()
-    assert set(STEPS) == {"variance", "sphere", "mad", "drop_nonfinite", "featselect", "harmony"}
+    assert set(STEPS) == {
+        "variance", "sphere", "mad", "align", "drop_nonfinite", "featselect", "harmony"
+    }  # fmt: skip
 
 
 def test_unknown_step_lists_the_valid_ones() -> None:
@@ -305,6 +307,76 @@ def test_mad_step_equals_pycytominer_per_plate_and_median_mad() -> None:
         expected.append((x - median) / (mad + 1e-18))
     np.testing.assert_allclose(got[features], np.concatenate(expected), rtol=1e-12, atol=1e-12)
     pd.testing.assert_frame_equal(got[meta], by_well(wells)[meta])
+
+
+def test_align_step_equals_pycytominer_per_plate_on_negcons_and_negcon_median_mad() -> None:
+    """Per plate, (x - m) / (1.4826 median |x_neg - m| + 1e-18), m the negcons' median."""
+    from pycytominer import normalize
+
+    wells = design_wells()
+    meta, features = metadata_columns(wells), feature_columns(wells)
+    got = by_well(STEPS["align"](wells, ProfileConfig()))
+    library = by_well(
+        pd.concat(
+            normalize(plate, features=features, meta_features=meta,
+                      samples="Metadata_pert_type == 'negcon'", method="mad_robustize",
+                      output_type=None)
+            for _, plate in wells.groupby("Metadata_Plate")
+        )
+    )  # fmt: skip
+    pd.testing.assert_frame_equal(got, library, check_exact=False, rtol=1e-12)
+    expected = []
+    for _, plate in by_well(wells).groupby("Metadata_Plate", sort=False):
+        x = plate[features].to_numpy()
+        negcon = x[(plate["Metadata_pert_type"] == "negcon").to_numpy()]
+        median = np.median(negcon, axis=0)
+        mad = 1.4826 * np.median(np.abs(negcon - median), axis=0)
+        expected.append((x - median) / (mad + 1e-18))
+    np.testing.assert_allclose(got[features], np.concatenate(expected), rtol=1e-12, atol=1e-12)
+    pd.testing.assert_frame_equal(got[meta], by_well(wells)[meta])
+    mad_step = by_well(STEPS["mad"](wells, ProfileConfig()))[features]
+    assert np.abs(got[features] - mad_step).to_numpy().max() > 0.1  # not the all-wells fit
+
+
+def test_align_gives_each_plate_negcon_median_0_and_spread_1() -> None:
+    """z = (x - m) / s in float64: each rounds by about eps (|x| + |m|) / s, so the negcons'
+    median and 1.4826 MAD of z miss 0 and 1 by at most a few eps max|x| / min s."""
+    wells = planted_wells()
+    aligned = STEPS["align"](wells, ProfileConfig())
+    features = feature_columns(wells)
+    negcon = aligned[aligned["Metadata_pert_type"] == "negcon"].groupby("Metadata_Plate")
+    medians = negcon[features].median()
+    spread = 1.4826 * negcon[features].apply(lambda z: (z - z.median()).abs().median())
+    raw = wells[wells["Metadata_pert_type"] == "negcon"].groupby("Metadata_Plate")[features]
+    scale = 1.4826 * raw.apply(lambda x: (x - x.median()).abs().median())
+    atol = 4 * np.finfo(float).eps * np.abs(wells[features]).to_numpy().max() / scale.min().min()
+    np.testing.assert_allclose(medians.to_numpy(), 0, atol=atol)
+    np.testing.assert_allclose(spread.to_numpy(), 1, atol=atol)
+    assert len(medians) == 4  # every plate
+    assert np.abs(raw.median().to_numpy()).min() > 10 * atol  # plate offsets were removed
+
+
+def test_align_drops_features_with_zero_negcon_mad_on_some_plate(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    wells = planted_wells()
+    rng = np.random.default_rng(3)
+    negcon_p0 = (wells["Metadata_Plate"] == "P0") & (wells["Metadata_pert_type"] == "negcon")
+    constant = np.where(negcon_p0, 1.0, rng.normal(0, 1, len(wells)))  # on P0's DMSO wells
+    wells = wells.assign(f_count=constant)
+    with caplog.at_level("WARNING"):
+        aligned = STEPS["align"](wells, ProfileConfig())
+    assert "f_count" not in aligned
+    assert feature_columns(aligned) == [c for c in feature_columns(wells) if c != "f_count"]
+    assert "MAD 0 among the wells where Metadata_pert_type == 'negcon'" in caplog.text
+    assert "f_count" in STEPS["mad"](wells, ProfileConfig())  # its MAD over all wells is not 0
+
+
+def test_align_names_plates_without_negative_controls() -> None:
+    wells = planted_wells()
+    wells.loc[wells["Metadata_Plate"] == "P2", "Metadata_pert_type"] = "trt"
+    with pytest.raises(ValueError, match=r"plate\(s\) P2 have none.*step mad"):
+        STEPS["align"](wells, ProfileConfig())
 
 
 def test_featselect_step_equals_pycytominer_feature_select() -> None:

@@ -27,7 +27,14 @@ if len(SHARDS) == 1:
             runtime=60,
         params:
             embed=embed_settings(
-                "n_shards", "batch_size", "stride", "well_aggregation", "precision"
+                "n_shards",
+                "batch_size",
+                "stride",
+                "well_aggregation",
+                "precision",
+                "tokens",
+                "blocks",
+                "flips",
             ),
         script:
             "../scripts/embed_plate.py"
@@ -54,7 +61,9 @@ else:
             mem_mb=8000,
             runtime=60,
         params:
-            embed=embed_settings("n_shards", "batch_size", "stride", "precision"),
+            embed=embed_settings(
+                "n_shards", "batch_size", "stride", "precision", "tokens", "blocks", "flips"
+            ),
         script:
             "../scripts/embed_shard.py"
 

@@ -13,6 +13,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from paintssl.embed.features import feature_width, tile_features
 from paintssl.embed.tiles import EmbedConfig, shard_rows, site_tiles
 from paintssl.embed.wells import aggregate_wells, embedding_columns
 from paintssl.preprocess.codec import read_scaled_site
@@ -81,30 +82,29 @@ def embed_sites(
     sites: pd.DataFrame,
     root: Path,
     model: ExportedModel,
-    stride: int,
-    batch_size: int,
+    cfg: EmbedConfig,
     num_workers: int,
     device: str,
-    precision: str = "fp32",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Mean tile embedding and tile count of each site, in the order of ``sites``.
+    """Mean tile feature (:func:`tile_features`) and tile count of each site, in site order.
 
-    ``precision`` ``bf16`` runs the network under bf16 autocast (features and means in fp32).
+    Tiles at ``cfg.stride`` (None: the model's tile size); ``cfg.precision`` ``bf16`` runs
+    the network under bf16 autocast (features and means in fp32).
     """
     net = model.model.to(device)
     loader = DataLoader(
-        SiteTiles(sites, root, model, stride),
+        SiteTiles(sites, root, model, cfg.stride or model.img_size),
         batch_size=None,
         num_workers=num_workers,
         pin_memory=device.startswith("cuda"),
     )
     device_type = torch.device(device).type
-    bf16 = precision == "bf16"
+    bf16 = cfg.precision == "bf16"
     amp = torch.autocast(device_type, dtype=torch.bfloat16) if bf16 else nullcontext()
     site_vectors, tile_counts = [], []
-    for tiles, counts in _tile_batches(loader, batch_size, device):
+    for tiles, counts in _tile_batches(loader, cfg.batch_size, device):
         with amp:
-            features = net(tiles).float().cpu()
+            features = tile_features(net, tiles, cfg).cpu()
         for chunk in torch.split(features, counts):
             site_vectors.append(chunk.mean(dim=0).numpy())
             tile_counts.append(len(chunk))
@@ -127,7 +127,7 @@ def site_embeddings(
     manifest : ``results/images/{plate}/manifest.parquet``.
     weights : exported ``weights.pt``.
     shard : which contiguous block (of ``cfg.n_shards``) of the plate's sites to embed.
-    cfg : the embedding settings (stride, tiles per forward pass).
+    cfg : the embedding settings (stride, tiles per forward pass, features of a tile).
     num_workers : DataLoader worker processes reading images.
     device : ``cpu`` or ``cuda``.
 
@@ -140,18 +140,10 @@ def site_embeddings(
     sites = pd.read_parquet(manifest)
     check_channels(sites, model, manifest)
     block = shard_rows(sites, shard, cfg.n_shards)
-    stride = cfg.stride or model.img_size
-    dim = model.model.num_features
+    dim = feature_width(model.model, cfg)
     if len(block):
         vectors, n_tiles = embed_sites(
-            block,
-            Path(manifest).parent,
-            model,
-            stride,
-            cfg.batch_size,
-            num_workers,
-            device,
-            cfg.precision,
+            block, Path(manifest).parent, model, cfg, num_workers, device
         )
     else:
         vectors, n_tiles = np.zeros((0, dim), dtype=np.float32), np.zeros(0, dtype=int)

@@ -11,6 +11,12 @@ import pandas as pd
 from paintssl.preprocess.codec import cell_mask, has_cells
 from paintssl.tables import SITE_KEYS
 
+TOKENS: tuple[str, ...] = ("pooled", "cls", "mean_patch")
+"""Summaries of a block's final-normed tokens: the network's own pooled feature
+(``forward_head(pre_logits=True)``), the class token, the mean of the patch tokens."""
+FLIPS: tuple[str, ...] = ("h", "v", "hv")
+"""Flips of a tile: horizontal (mirror left-right), vertical, both (a 180 degree turn)."""
+
 
 @dataclass(frozen=True)
 class EmbedConfig:
@@ -23,6 +29,10 @@ class EmbedConfig:
     stride : tile stride in pixels; None = the model's tile size (no overlap).
     well_aggregation : ``two_stage`` (tiles -> sites -> wells) or ``flat`` (tiles -> wells).
     precision : ``fp32`` (default) or ``bf16`` autocast of the network's forward pass.
+    tokens : summaries of each block's tokens, concatenated in this order (``TOKENS``):
+        ``pooled`` (the network's own feature, the default), ``cls``, ``mean_patch``.
+    blocks : the blocks whose tokens are summarised, as Python indices (-1 = the last).
+    flips : flips of each tile (``FLIPS``) whose features are averaged with the tile's.
     """
 
     n_shards: int = 1
@@ -30,6 +40,21 @@ class EmbedConfig:
     stride: int | None = None
     well_aggregation: Literal["two_stage", "flat"] = "two_stage"
     precision: Literal["fp32", "bf16"] = "fp32"
+    tokens: tuple[str, ...] = ("pooled",)
+    blocks: tuple[int, ...] = (-1,)
+    flips: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for name in ("tokens", "blocks", "flips"):  # YAML gives lists
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        for name, values, valid in (("tokens", self.tokens, TOKENS), ("flips", self.flips, FLIPS)):
+            unknown = [v for v in values if v not in valid]
+            if unknown or len(set(values)) < len(values):
+                raise ValueError(
+                    f"embed.{name} {list(values)}: list entries of {list(valid)}, each at most once"
+                )
+        if not self.tokens or not self.blocks:
+            raise ValueError("embed.tokens and embed.blocks need at least one entry each")
 
 
 def tile_origins(height: int, width: int, tile: int, stride: int) -> list[tuple[int, int]]:

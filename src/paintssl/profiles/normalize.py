@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from paintssl.pretrain.config import ModelConfig
+from paintssl.profiles.align import NEGCON_QUERY, align_plates, mad_robustize_per_plate
 from paintssl.tables import (
     ANNOTATION_KEYS,
     BATCH,
@@ -31,8 +32,6 @@ from paintssl.tables import (
 )
 
 log = logging.getLogger(__name__)
-
-NEGCON_QUERY = f"{PERT_TYPE} == 'negcon'"
 
 
 @dataclass(frozen=True)
@@ -130,43 +129,6 @@ def spherize(df: pd.DataFrame, epsilon: float = 1e-6) -> pd.DataFrame:
     )
 
 
-def zero_mad_features(df: pd.DataFrame) -> list[str]:
-    """Features whose median absolute deviation is 0 on some plate (robust z-score undefined)."""
-    features = feature_columns(df)
-    deviation = df[features].sub(df.groupby(PLATE)[features].transform("median")).abs()
-    mad = deviation.groupby(df[PLATE]).median()
-    return [f for f in features if (mad[f] == 0).any()]
-
-
-def mad_robustize_per_plate(df: pd.DataFrame) -> pd.DataFrame:
-    """Per-plate robust z-score (median, MAD) over all wells of the plate (pycytominer).
-
-    Features with MAD 0 on some plate are dropped first, as jump-profiling-recipe keeps
-    only features with a non-zero MAD on every plate: pycytominer divides by MAD + 1e-18,
-    which turns discrete CellProfiler features (object counts, Euler numbers) into values
-    of 1e18 that would outweigh every other feature.
-    """
-    from pycytominer import normalize
-
-    constant = zero_mad_features(df)
-    if constant:
-        log.warning("dropping %d features with MAD 0 on some plate, e.g. %s", len(constant),
-                    ", ".join(constant[:3]))  # fmt: skip
-        df = df.drop(columns=constant)
-    plates = [
-        normalize(
-            plate,
-            features=feature_columns(df),
-            meta_features=metadata_columns(df),
-            samples="all",
-            method="mad_robustize",
-            output_type=None,
-        )
-        for _, plate in df.groupby(PLATE, sort=True)
-    ]
-    return pd.concat(plates, ignore_index=True)
-
-
 def harmony_correct(
     df: pd.DataFrame, key: str = BATCH, n_clusters: int = 300, max_iter: int = 20
 ) -> pd.DataFrame:
@@ -259,8 +221,13 @@ def _sphere(df: pd.DataFrame, cfg: ProfileConfig) -> pd.DataFrame:
 
 
 def _mad(df: pd.DataFrame, cfg: ProfileConfig) -> pd.DataFrame:
-    """:func:`mad_robustize_per_plate`."""
+    """:func:`paintssl.profiles.align.mad_robustize_per_plate`."""
     return mad_robustize_per_plate(df)
+
+
+def _align(df: pd.DataFrame, cfg: ProfileConfig) -> pd.DataFrame:
+    """:func:`paintssl.profiles.align.align_plates`."""
+    return align_plates(df)
 
 
 def _drop_nonfinite(df: pd.DataFrame, cfg: ProfileConfig) -> pd.DataFrame:
@@ -282,6 +249,7 @@ STEPS: dict[str, Step] = {
     "variance": _variance,
     "sphere": _sphere,
     "mad": _mad,
+    "align": _align,
     "drop_nonfinite": _drop_nonfinite,
     "featselect": _featselect,
     "harmony": _harmony,
