@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CORES ?= all
 
-.PHONY: setup demo test lint report clean
+.PHONY: setup demo ablation test lint report clean
 
 setup: $(VENV)/.installed
 
@@ -17,6 +17,10 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 demo: setup  ## render the synthetic dataset, run the whole workflow on it, write the HTML report
 	$(BIN)/snakemake --cores $(CORES)
 	$(BIN)/snakemake --report results/report.html
+
+ablation: setup  ## the demo plus SSLProfiler's ablation variants (config/ablation.yaml), and the report
+	$(BIN)/snakemake --cores $(CORES) --configfile config/config.yaml config/ablation.yaml
+	$(BIN)/snakemake --report results/report.html --configfile config/config.yaml config/ablation.yaml
 
 lint: setup
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/snakefmt --check . \

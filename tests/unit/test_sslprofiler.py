@@ -7,7 +7,7 @@ import torch
 
 from paintssl.pretrain.backbones import create_backbone
 from paintssl.pretrain.data import WellViews
-from paintssl.pretrain.objectives import build_objective
+from paintssl.pretrain.objectives import Progress, build_objective
 from paintssl.pretrain.objectives.sslprofiler import (
     AttentionPool,
     koleo_loss,
@@ -59,6 +59,9 @@ def test_one_site_no_cross_no_aggregation_is_dino_exactly() -> None:
         if param.grad is not None:
             assert torch.equal(param.grad, ours_params[name].grad), name
     assert torch.equal(dino.center, ours.center)
+    for objective in (dino, ours):
+        objective.after_step(Progress(1, 10, 0.1))
+    assert torch.equal(dino.teacher_backbone.pos_embed, ours.teacher_backbone.pos_embed)
 
 
 def test_cross_site_views_take_the_student_crops_from_another_site() -> None:
@@ -79,7 +82,9 @@ def test_cross_site_share_follows_its_probability() -> None:
     transform, sites = objective.view_transform(), [site(0, 0.2), site(1, 0.8)]
     draws = 400
     crossed = sum(
-        bool(torch.allclose(transform(sites, torch.Generator().manual_seed(i))[2], torch.tensor(0.8)))
+        bool(
+            torch.allclose(transform(sites, torch.Generator().manual_seed(i))[2], torch.tensor(0.8))
+        )
         for i in range(draws)
     )
     assert abs(crossed / draws - 0.3) < 4 * (0.3 * 0.7 / draws) ** 0.5

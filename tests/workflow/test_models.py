@@ -28,12 +28,28 @@ def dry_run(run: Runner, *args: str, configfiles: tuple[Path, ...] = ()) -> dict
 def test_default_run_plans_random_features_beside_the_networks(run_snakemake: Runner) -> None:
     counts = dry_run(run_snakemake)
     assert counts["embed_random_features"] == 8  # one job per tiny plate
-    assert counts["pretrain"] == 5  # random_vits, random_tiny, dino, mae, simclr
+    assert counts["pretrain"] == 5  # random_tiny, dino, mae, simclr, sslprofiler
     assert counts["embed_plate"] == 5 * 8  # one job per network model and plate
     assert counts["measure_cellprofiler"] == 8  # the CellProfiler baseline, one CPU job per plate
     assert counts["embed_oracle"] == 8  # the ceiling: the ground truth of every well
     assert counts["evaluate_model"] == 8
-    assert counts["plot_training_curves"] == 3
+    assert counts["plot_training_curves"] == 4
+    assert "ablation" not in counts  # its variants are not run models
+
+
+def test_ablation_variants_and_a_model_on_another_models_weights(run_snakemake: Runner) -> None:
+    ablation = Path(__file__).parents[2] / "config/ablation.yaml"
+    counts = dry_run(run_snakemake, configfiles=(ablation,))
+    assert counts["pretrain"] == 7  # + no_cross, no_agg; no_post embeds sslprofiler_tiny's weights
+    assert counts["embed_plate"] == 8 * 8
+    assert counts["plot_training_curves"] == 6
+    assert counts["ablation"] == 1
+    res = run_snakemake("--dry-run", "--printshellcmds", "results/embeddings/"
+                        "sslprofiler_tiny_no_post/src01_b01_p01.parquet",
+                        configfiles=(TINY, ablation))  # fmt: skip
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert "results/pretrain/sslprofiler_tiny/weights.pt" in res.stdout
+    assert "results/pretrain/sslprofiler_tiny_no_post" not in res.stdout
 
 
 def test_random_features_need_no_pretraining(run_snakemake: Runner) -> None:
@@ -124,6 +140,10 @@ def test_misconfigured_models_fail_the_dry_run(run_snakemake: Runner, tmp_path: 
         "models:\n  rf:\n    method: random_features\n    backbone: vit_tiny_patch16_224\n": (
             "builds no network"
         ),
+        "models:\n  dino_tiny:\n    weights_from: cellprofiler\n": (
+            "'cellprofiler' is not a model that trains its own network"
+        ),
+        "models:\n  dino_tiny:\n    weights_from: mae_tiny\n": "a model of another method",
     }
     for i, (text, message) in enumerate(cases.items()):
         bad = tmp_path / f"bad{i}.yaml"

@@ -35,9 +35,19 @@ SHARDS = [f"{i:03d}" for i in range(config["embed"]["n_shards"])]
 TRUTH = "resources/synthetic/truth.parquet"
 
 
+MODEL_EMBED_KEYS = ("stride", "tokens", "blocks", "flips")
+"""`embed` settings a model entry may override with its own `embed` section."""
+
+
 def embed_settings(*keys):
-    """The given `embed` settings, as params: changing one reruns only the jobs that read it."""
-    return {key: config["embed"][key] for key in keys}
+    """The given `embed` settings, as params of a {model} job: the model's own `embed` entries
+    over the `embed` section; changing one reruns only the jobs that read it."""
+
+    def settings(wildcards):
+        own = config["models"][wildcards.model].get("embed", {})
+        return {key: own.get(key, config["embed"][key]) for key in keys}
+
+    return settings
 
 
 PROFILE_CHAINS = model_chains(config["models"], ProfileConfig(**config["profiles"]))
@@ -54,6 +64,20 @@ def one_of(names):
 
 
 NETWORK_MODELS = [m for m in MODELS if builds_network(config["models"][m]["method"])]
+WEIGHTS_FROM = {m: config["models"][m].get("weights_from", m) for m in NETWORK_MODELS}
+# Models that pretrain (or initialise) their own network; the others embed with theirs.
+PRETRAINED_MODELS = [m for m in NETWORK_MODELS if WEIGHTS_FROM[m] == m]
+for model, source in WEIGHTS_FROM.items():
+    if source not in PRETRAINED_MODELS:
+        raise ValueError(
+            f"models.{model}.weights_from: {source!r} is not a model that trains its own "
+            f"network; name one of {PRETRAINED_MODELS}"
+        )
+    if config["models"][model]["method"] != config["models"][source]["method"]:
+        raise ValueError(
+            f"models.{model} embeds with the weights of {source} (weights_from), a model of "
+            f"another method: give it {source}'s method"
+        )
 RANDOM_FEATURE_MODELS = models_of("random_features")
 CELLPROFILER_MODELS = models_of("cellprofiler")
 EXTERNAL_MODELS = models_of("external")
@@ -120,10 +144,16 @@ def get_illum(wildcards):
     return {}
 
 
+def get_weights(wildcards):
+    """The weights.pt a network model embeds with: its own, or its `weights_from` model's."""
+    return f"results/pretrain/{WEIGHTS_FROM[wildcards.model]}/weights.pt"
+
+
 def get_model(wildcards):
-    """A model's settings as written in config.yaml, less `profile_steps` (read only by the
-    profile and evaluation rules, so that a new chain does not retrain or re-embed)."""
-    return {k: v for k, v in config["models"][wildcards.model].items() if k != "profile_steps"}
+    """A model's settings as written in config.yaml, less `profile_steps` and `embed` (read
+    only by later rules, so that a new chain or embedding does not retrain)."""
+    entry = config["models"][wildcards.model]
+    return {k: v for k, v in entry.items() if k not in ("profile_steps", "embed")}
 
 
 def get_external_profiles(wildcards):

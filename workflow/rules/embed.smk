@@ -9,7 +9,7 @@ if len(SHARDS) == 1:
     rule embed_plate:
         input:
             manifest="results/images/{plate}/manifest.parquet",
-            weights="results/pretrain/{model}/weights.pt",
+            weights=get_weights,
         output:
             embeddings="results/embeddings/{model}/{plate}.parquet",
         log:
@@ -44,7 +44,7 @@ else:
     rule embed_shard:
         input:
             manifest="results/images/{plate}/manifest.parquet",
-            weights="results/pretrain/{model}/weights.pt",
+            weights=get_weights,
         output:
             embeddings=temp("results/embeddings/{model}/{plate}/shard-{shard}.parquet"),
         log:
@@ -146,6 +146,8 @@ rule measure_cellprofiler:
         "benchmarks/measure_cellprofiler/{model}/{plate}.tsv"
     wildcard_constraints:
         model=one_of(CELLPROFILER_MODELS),
+    # long CPU jobs off the critical path: after pretraining and the embeddings that wait on it
+    priority: -1
     conda:
         "../envs/profiling.yaml"
     threads: 1

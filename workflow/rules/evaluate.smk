@@ -68,7 +68,11 @@ rule compare_models:
 
 
 ABLATION = config["ablation"]
-ABLATION_MODELS = [ABLATION["full"], *ABLATION["variants"].values(), *ABLATION.get("beside", [])] if ABLATION else []
+ABLATION_MODELS = (
+    [ABLATION["full"], *ABLATION["variants"].values(), *ABLATION.get("beside", [])]
+    if ABLATION
+    else []
+)
 ABLATION_OUTPUTS = (
     ["results/eval/ablation.tsv", "results/figures/ablation.png"]
     if ABLATION and set(ABLATION_MODELS) <= set(RUN_MODELS)

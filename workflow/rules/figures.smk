@@ -1,7 +1,11 @@
 # Figures (PNG + PDF) of every model and of the comparison, marked for `snakemake --report`.
 # Only SSL models are trained: baselines (random, random_features, cellprofiler, external,
-# oracle) have no curves.
-TRAINED_MODELS = [m for m in RUN_MODELS if is_trained(config["models"][m]["method"])]
+# oracle) have no curves, nor do models that embed with another's weights (weights_from).
+TRAINED_MODELS = [
+    m
+    for m in RUN_MODELS
+    if is_trained(config["models"][m]["method"]) and WEIGHTS_FROM.get(m, m) == m
+]
 FIGURES = [
     "results/figures/umap.png",
     *collect("results/figures/gene_families/{model}.png", model=RUN_MODELS),

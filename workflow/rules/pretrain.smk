@@ -12,7 +12,7 @@ rule pretrain:
     benchmark:
         "benchmarks/pretrain/{model}.tsv"
     wildcard_constraints:
-        model=one_of(NETWORK_MODELS),
+        model=one_of(PRETRAINED_MODELS),
     # the longest jobs, and every network's embeddings wait for them: start them first
     priority: 10
     conda:

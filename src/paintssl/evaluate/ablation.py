@@ -60,14 +60,13 @@ def ablation_table(
     for metric, level in metrics.items():
         part = observed[(observed["metric"] == metric) & (observed["level"] == level)]
         for _, values in part.iterrows():
-            rows.append({"metric": metric, "level": level, "setting": values["setting"],
-                         "model": full, "part_removed": "(none)", "value": values[full],
-                         "full_model": full, "full_value": values[full], "change": 0.0})  # fmt: skip
-            for model, removed in compared.items():
-                rows.append({"metric": metric, "level": level, "setting": values["setting"],
-                             "model": model, "part_removed": removed, "value": values[model],
-                             "full_model": full, "full_value": values[full],
-                             "change": values[model] - values[full]})  # fmt: skip
+            keys = {"metric": metric, "level": level, "setting": values["setting"]}
+            full_value = values[full]
+            for model, removed in {full: "(none)", **compared}.items():
+                change = values[model] - full_value
+                rows.append({**keys, "model": model, "part_removed": removed,
+                             "value": values[model], "full_model": full,
+                             "full_value": full_value, "change": change})  # fmt: skip
     return pd.DataFrame(rows, columns=ABLATION_COLUMNS)
 
 

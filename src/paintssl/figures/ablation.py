@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import matplotlib.pyplot as plt
 
 from paintssl.figures.common import no_data, save_figure
 
 
 def plot_ablation(table: pd.DataFrame, out_png: str | Path, out_pdf: str | Path) -> None:
-    """Grouped bars of ``change`` (variant - full) per setting, one panel per metric.
+    """Draw grouped bars of ``change`` (variant - full) per setting, one panel per metric.
 
     ``table`` is ``evaluate.ablation.ablation_table``'s; the full model's own row (change 0)
     is left out, and its value is in each panel's title.

@@ -72,6 +72,10 @@ class ModelConfig:
     profiles : the well-level profile table of an ``external`` model (Parquet or CSV).
     profile_steps : the model's profile chain (names of ``profiles.normalize.STEPS``);
         None = the default chain of the ``profiles`` section.
+    embed : the model's own ``stride``, ``tokens``, ``blocks`` and ``flips`` over the
+        ``embed`` section (its post-processing; methods that build a network only).
+    weights_from : another model entry whose ``weights.pt`` this one embeds with, instead of
+        training its own (a post-processing variant; methods that build a network only).
     """
 
     method: str
@@ -82,6 +86,8 @@ class ModelConfig:
     train: Mapping[str, object] = field(default_factory=dict)
     profiles: str | None = None
     profile_steps: Sequence[str] | None = None
+    embed: Mapping[str, object] = field(default_factory=dict)
+    weights_from: str | None = None
 
     def __post_init__(self) -> None:
         method = self.method
@@ -93,9 +99,9 @@ class ModelConfig:
                     f"(e.g. backbone: vit_small_patch16_224, img_size: 224)"
                 )
         else:
-            given = [
-                k for k in ("backbone", "img_size", "backbone_kwargs", "train") if self._set(k)
-            ]
+            network_keys = ("backbone", "img_size", "backbone_kwargs", "train", "embed",
+                            "weights_from")  # fmt: skip
+            given = [k for k in network_keys if self._set(k)]
             if given:
                 raise ValueError(f"method {method!r} builds no network: remove {', '.join(given)}")
         if method == "random" and (self.method_params or self.train):

@@ -85,7 +85,7 @@ class SiteViews(Dataset):
         return image, cells
 
     def normalise(self, views: list[torch.Tensor]) -> list[torch.Tensor]:
-        """Views in training-set units: minus the channel mean, over the channel std."""
+        """Return views in training-set units: minus the channel mean, over the channel std."""
         return [(view - self.mean) / self.std for view in views]
 
     def __getitem__(self, key: tuple[int, int]) -> list[torch.Tensor]:
@@ -96,10 +96,10 @@ class SiteViews(Dataset):
 
 
 class WellViews(SiteViews):
-    """Wells of the training plates; item ``(index, seed)`` is the views of ``sites_per_well``
-    of that well's sites, drawn without replacement (a well with fewer sites repeats them).
+    """Wells of the training plates; item ``(index, seed)``: views of ``sites_per_well`` sites.
 
-    An epoch is a pass over the wells. The transform gets the sites in the drawn order.
+    The sites are drawn without replacement (a well with fewer sites repeats them). An
+    epoch is a pass over the wells. The transform gets the sites in the drawn order.
     """
 
     def __init__(
@@ -146,7 +146,7 @@ def training_views(
     channels: Sequence[str] = CHANNELS,
     sites_per_well: int | None = None,
 ) -> SiteViews:
-    """The training set an objective samples: sites, or wells of ``sites_per_well`` sites."""
+    """Return the training set an objective samples: sites, or wells of ``sites_per_well``."""
     if sites_per_well is None:
         return SiteViews(manifests, transform, mean, std, channels)
     return WellViews(manifests, transform, mean, std, channels, sites_per_well)

@@ -91,7 +91,9 @@ def pretrain(
         metrics = Path(metrics) if metrics else weights_dir / "metrics.jsonl"
         ckpt = Path(ckpt) if ckpt else weights_dir / "ckpt" / "last.pt"
         plates = [str(Path(m).parent.name) for m in manifests]
-        entry = {k: v for k, v in asdict(model).items() if k != "train"}  # train: in cfg
+        # train: in cfg; embed and weights_from: read only by the embedding jobs
+        skip = ("train", "embed", "weights_from")
+        entry = {k: v for k, v in asdict(model).items() if k not in skip}
         identity = {"model": entry, "channels": list(channels), "plates": plates}
         running_log = ckpt.with_name("metrics.jsonl")  # kept with the checkpoint it matches
         hp = train(objective, dataset, cfg, ckpt, running_log, device, name, identity)

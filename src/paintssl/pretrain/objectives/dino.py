@@ -247,8 +247,10 @@ class DinoObjective(Objective):
 
     @torch.no_grad()
     def _update_center(self, teacher: torch.Tensor, center: torch.Tensor | None = None) -> None:
-        """EMA of the teacher's batch mean into ``center`` (default: the CLS centre), over
-        all processes under DDP."""
+        """Move ``center`` (default: the CLS centre) towards the teacher's batch mean (EMA).
+
+        The batch mean is taken over all processes under DDP.
+        """
         center = self.center if center is None else center
         batch_center = teacher.sum(dim=0, keepdim=True)
         count = torch.tensor(float(len(teacher)), device=teacher.device)
@@ -275,6 +277,8 @@ class DinoObjective(Objective):
         for student, teacher in self.ema_pairs():
             t_params = list(teacher.parameters())
             s_params = [p.detach() for p in student.parameters()]
+            if not t_params:  # e.g. a mean pool
+                continue
             torch._foreach_mul_(t_params, momentum)
             torch._foreach_add_(t_params, s_params, alpha=1 - momentum)
 

@@ -76,8 +76,10 @@ AGGREGATORS: dict[str, type[nn.Module]] = {"mean": MeanPool, "attention": Attent
 
 
 def koleo_loss(features: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """Kozachenko-Leonenko entropy regulariser (DINOv2): -mean log nearest-neighbour distance
-    of the L2-normalised rows of ``features`` (B, D), B >= 2."""
+    """Kozachenko-Leonenko entropy regulariser (DINOv2): -mean log nearest-neighbour distance.
+
+    Over the L2-normalised rows of ``features`` (B, D), B >= 2.
+    """
     unit = F.normalize(features.float(), dim=-1)
     sims = unit @ unit.T
     sims.fill_diagonal_(-2.0)
@@ -88,10 +90,11 @@ def koleo_loss(features: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
 def random_patch_mask(
     batch: int, patches: int, ratio: tuple[float, float], probability: float, device: torch.device
 ) -> torch.Tensor:
-    """(B, patches) bool: with ``probability`` an image gets a share U(ratio) of its patches
-    masked at random (iBOT's ratio and probability; random, not blockwise), else none.
+    """Return (B, patches) bool: the patches of each image replaced by the mask token.
 
-    Uses the global torch RNG, which the trainer seeds per step.
+    With ``probability`` an image gets a share U(ratio) of its patches masked at random
+    (iBOT's ratio and probability; random, not blockwise), else none. Uses the global
+    torch RNG, which the trainer seeds per step.
     """
     shares = torch.empty(batch).uniform_(*ratio) * (torch.rand(batch) < probability)
     counts = (shares * patches).round().long()
@@ -107,9 +110,12 @@ def patch_distillation(
     student_temp: float,
     teacher_temp: float,
 ) -> torch.Tensor:
-    """iBOT's loss: cross-entropy of centred, sharpened teacher patch distributions and the
-    student's at the masked patches; mean over an image's masked patches, then over images
-    with any (0 when no patch is masked)."""
+    """Return iBOT's loss at the masked patches.
+
+    The cross-entropy of the centred, sharpened teacher patch distributions and the
+    student's, averaged over an image's masked patches, then over the images with any (0
+    when no patch is masked).
+    """
     targets = F.softmax((teacher - center) / teacher_temp, dim=-1)
     per_patch = -(targets * F.log_softmax(student / student_temp, dim=-1)).sum(dim=-1)
     counts = masked.sum(dim=1)
@@ -119,11 +125,11 @@ def patch_distillation(
 
 
 class WellMultiCrop:
-    """Well transform: the drawn sites of a well -> SSLProfiler's views, in this order:
+    """Well transform: the drawn sites of a well -> SSLProfiler's views.
 
-    teacher global crops (site 0), student global crops (the same tensors, or site 1's for a
-    cross-site well), student local crops (of the student's site), then one global-size
-    crop per drawn site when the aggregation branch is on.
+    In this order: teacher global crops (site 0), student global crops (the same tensors,
+    or site 1's for a cross-site well), student local crops (of the student's site), then
+    one global-size crop per drawn site when the aggregation branch is on.
     """
 
     def __init__(self, objective: SslProfilerObjective) -> None:
@@ -135,10 +141,12 @@ class WellMultiCrop:
     def crops(self, site: Site, size: int, count: int, gen: torch.Generator) -> list[torch.Tensor]:
         """``count`` augmented cell-aware crops of ``size`` px of one site."""
         image, cells = site
-        return [augment(cell_crop(image, cells, size, gen), self.augment, gen) for _ in range(count)]
+        return [
+            augment(cell_crop(image, cells, size, gen), self.augment, gen) for _ in range(count)
+        ]
 
     def __call__(self, sites: list[Site], gen: torch.Generator) -> list[torch.Tensor]:
-        """Views of one well (``sites`` in the drawn order)."""
+        """Return the views of one well (``sites`` in the drawn order)."""
         teacher = self.crops(sites[0], self.size, self.global_crops, gen)
         cross = self.cross_site_p > 0 and bool(torch.rand((), generator=gen) < self.cross_site_p)
         own = sites[1] if cross else sites[0]
@@ -228,8 +236,11 @@ class SslProfilerObjective(DinoObjective):
         return StepOutput(loss, metrics)
 
     def aggregation_loss(self, site_views: list[torch.Tensor]) -> torch.Tensor:
-        """Cross-entropy of the teacher's aggregate of the odd sites and the student's of the
-        even sites (their centred, sharpened head distributions)."""
+        """Return the cross-site consistency loss of the aggregates of disjoint site subsets.
+
+        The cross-entropy of the teacher's aggregate of the odd sites and the student's of
+        the even sites (their centred, sharpened head distributions).
+        """
         student_sites, teacher_sites = site_views[0::2], site_views[1::2]
         with torch.no_grad():
             crops = torch.cat(teacher_sites)
