@@ -110,3 +110,17 @@ def test_profile_chain_is_recorded_in_one_row(
 
 def test_table_without_a_chain_has_no_profile_chain_row(table: pd.DataFrame) -> None:
     assert "profile_chain" not in set(table["metric"])
+
+
+def test_transfer_rows_cover_the_four_settings_and_beat_chance(table: pd.DataFrame) -> None:
+    settings = {"U2OS->U2OS", "U2OS->A549", "A549->U2OS", "A549->A549"}
+    for metric in ("transfer_accuracy", "transfer_macro_f1"):
+        rows = table[table["metric"] == metric]
+        assert set(rows["setting"]) == settings
+        assert set(rows["variant"]) == {"observed", "random_features", "shuffled_labels"}
+        wide = rows.pivot(index="setting", columns="variant", values="value")
+        assert (wide["observed"] > wide[["random_features", "shuffled_labels"]].max(axis=1)).all()
+    observed = table.query("metric == 'transfer_accuracy' and variant == 'observed'")
+    # 24 perturbations x 2 wells on each of a cell line's 4 plates (one per batch); no DMSO
+    assert (observed["n_queries"] == 192).all()
+    assert observed["note"].str.startswith("4 plate folds (5 asked").all()

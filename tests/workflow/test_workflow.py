@@ -84,6 +84,8 @@ METRICS = {  # every numeric metric of results/eval/<model>.tsv, once per cell l
     *("gene_family_ami", "nsb_accuracy", "nsb_accuracy_authors", "percent_replicating"),
     *("nsbp_gene_family_accuracy", "nsbp_target_accuracy"),
 }
+TRANSFER_METRICS = ("transfer_accuracy", "transfer_macro_f1")  # once per train -> test pair
+TRANSFER_SETTINGS = tuple(f"{train}->{test}" for train in CELL_LINES for test in CELL_LINES)
 CHANCE = ("random_features", "shuffled_labels")  # the chance variants of a retrieval metric
 
 
@@ -94,7 +96,9 @@ def check_eval_tables(results: Path, models: list[str]) -> None:
         table = eval_rows(results / f"eval/{model}.tsv")
         observed = table.query("variant == 'observed' and setting != 'all'")
         rows = set(zip(observed["metric"], observed["setting"], strict=True))
-        assert rows == {(m, c) for m in METRICS for c in CELL_LINES}, (model, rows)
+        expected = {(m, c) for m in METRICS for c in CELL_LINES}
+        expected |= {(m, s) for m in TRANSFER_METRICS for s in TRANSFER_SETTINGS}
+        assert rows == expected, (model, rows ^ expected)
         assert np.isfinite(observed["value"]).all(), model
         for metric in ("perturbation_map", "target_map"):
             values = table.query("metric == @metric").pivot_table(

@@ -22,7 +22,14 @@ rule evaluate_model:
         runtime=60,
     params:
         eval={
-            key: config["eval"][key] for key in ("null_size", "max_silhouette", "max_replicating")
+            key: config["eval"][key]
+            for key in (
+                "null_size",
+                "max_silhouette",
+                "max_replicating",
+                "transfer_k",
+                "transfer_folds",
+            )
         },
         seed=lookup(dpath="seed", within=config),
         profile_chain=get_profile_chain,

@@ -5,9 +5,11 @@
 ==================  =======================================================================
 column              meaning
 ==================  =======================================================================
-metric              e.g. ``perturbation_map``, ``target_map``, ``nsb_accuracy`` (see below)
+metric              e.g. ``perturbation_map``, ``target_map``, ``nsb_accuracy``,
+                    ``transfer_accuracy`` (see below)
 level               profile level the metric was computed on (well, batch, source, consensus)
-setting             cell line (``Metadata_cell_line``); positives never pair across settings
+setting             cell line (``Metadata_cell_line``); positives never pair across settings;
+                    transferability: ``SOURCE->TARGET`` (train -> test cell line)
 variant             ``observed``; ``random_features`` (Gaussian noise of the same shape) and
                     ``shuffled_labels`` (metadata permuted against features within a setting)
                     are the chance levels; batch-effect metrics add ``gaussian_clusters`` and
@@ -35,6 +37,17 @@ reproducibility: the share of replicate pairs (same perturbation, other profiles
 cell line) more correlated than the 95th percentile of non-replicate pairs; beside it,
 ``median_replicate_correlation`` is the mean over perturbations of their median replicate
 correlation (both as cytominer-eval computes them).
+
+Cell-line transferability (``transfer_accuracy``, ``transfer_macro_f1``; level well) is the
+CVDD-CVPR25 challenge's protocol (``evaluate.transfer``): kNN compound classification
+(cosine, ``eval.transfer_k`` neighbours) in cross-validation with plates split between
+``eval.transfer_folds`` folds, for every setting ``SOURCE->TARGET`` of the cell lines
+(``U2OS->A549``: trained on U2OS plates, tested on A549 plates of the held-out fold; one
+cell line: its own setting only). DMSO (negcon) wells are neither queries nor neighbours;
+the folds' predictions are pooled, then scored; ``n_queries`` is the test wells, ``n_groups``
+their compounds, ``note`` the folds and k (fewer plates than folds: as many folds as plates;
+under 2: NaN) and the test wells whose compound was absent from training (errors). Its
+``shuffled_labels`` permute the compounds among each plate's wells (plates keep theirs).
 
 Speed: AP is computed by ``evaluate.map`` (equal to copairs' AP, much faster); the well-level
 metrics share one neighbour search per feature matrix (``evaluate.knn``); silhouette and
@@ -74,6 +87,8 @@ from paintssl.evaluate.table import (
     treatments,
     write_table,
 )
+from paintssl.evaluate.transfer import METRICS as TRANSFER_METRICS
+from paintssl.evaluate.transfer import transfer_rows
 from paintssl.evaluate.wells import well_rows
 from paintssl.tables import (
     BATCH,
@@ -103,11 +118,15 @@ class EvalConfig:
     null_size : draws of copairs' random-AP null for mAP p-values.
     max_silhouette : silhouette on a random subset of at most this many wells (None: all).
     max_replicating : percent replicating on at most this many profiles (None: all).
+    transfer_k : neighbours voting in the transferability kNN.
+    transfer_folds : plate folds of the transferability cross-validation.
     """
 
     null_size: int = 10_000
     max_silhouette: int | None = 20_000
     max_replicating: int | None = 5_000
+    transfer_k: int = 1
+    transfer_folds: int = 5
 
 
 @dataclass(frozen=True)
@@ -300,8 +319,11 @@ def evaluate_model(
         rows.extend(family_rows(tables["consensus"]))
     if "well" in tables:
         rows.extend(well_rows(tables["well"], seed, cfg.max_silhouette))
+        log.info("cell-line transferability (kNN) on well profiles")
+        rows.extend(transfer_rows(tables["well"], cfg.transfer_k, cfg.transfer_folds, seed))
     else:
-        rows.append(row("nsb_accuracy", "well", "all", "observed", note="no well-level profiles"))
+        for metric in ("nsb_accuracy", *TRANSFER_METRICS):
+            rows.append(row(metric, "well", "all", "observed", note="no well-level profiles"))
     if "well" in tables:
         plates = sorted(tables["well"][PLATE].astype(str).unique())
         rows.append(row("eval_plates", "well", "all", "observed", value=len(plates),
