@@ -45,14 +45,18 @@ TINY = {
     "mae": {"decoder_dim": 8, "decoder_depth": 1, "decoder_heads": 2, "crops": 2},
     "simclr": {"proj_dim": 8, "proj_hidden_dim": 8},
 }
+TINY["sslprofiler"] = {**TINY["dino"], "ibot_weight": 1.0, "koleo_weight": 0.1}
 
 
 class MemoryViews(Dataset):
-    """In-memory stand-in for SiteViews; raises once ``fail_after`` items were served."""
+    """In-memory stand-in for SiteViews (or WellViews, with ``sites_per_well``: item i is
+    images i, i + 1, ...); raises once ``fail_after`` items were served."""
 
-    def __init__(self, transform, n: int = 6, fail_after: int | None = None, nan: bool = False):
+    def __init__(self, transform, n: int = 6, fail_after: int | None = None, nan: bool = False,
+                 sites_per_well: int | None = None):  # fmt: skip
         self.images = torch.rand(n, 5, 40, 40, generator=torch.Generator().manual_seed(0))
         self.transform, self.fail_after, self.nan, self.served = transform, fail_after, nan, 0
+        self.sites_per_well = sites_per_well
 
     def __len__(self) -> int:
         return len(self.images)
@@ -62,8 +66,14 @@ class MemoryViews(Dataset):
             raise KeyboardInterrupt("simulated kill")
         self.served += 1
         index, seed = key
-        image = self.images[index] * (float("nan") if self.nan else 1.0)
-        views = self.transform(image, image[0] > 0.5, torch.Generator().manual_seed(seed))
+        gen = torch.Generator().manual_seed(seed)
+        rows = [(index + i) % len(self) for i in range(self.sites_per_well or 1)]
+        sites = [self.images[i] * (float("nan") if self.nan else 1.0) for i in rows]
+        pairs = [(image, image[0] > 0.5) for image in sites]
+        if self.sites_per_well is None:
+            views = self.transform(*pairs[0], gen)
+        else:
+            views = self.transform(pairs, gen)
         return [(v - 0.5) / 0.3 for v in views]
 
 
@@ -171,17 +181,29 @@ def test_kill_and_resume_matches_uninterrupted_run(method: str, tmp_path: Path) 
     sites = 2  # per step; MAE's batch counts crops
     batch = sites * whole.crops_per_item
     cfg = TrainConfig(steps=4, batch_size=batch, ckpt_every=2, warmup_epochs=0.5, seed=5)
-    train(whole, MemoryViews(whole.view_transform()), cfg, tmp_path / "a.pt", tmp_path / "a.jsonl")
+    train(
+        whole,
+        MemoryViews(whole.view_transform(), sites_per_well=whole.sites_per_well),
+        cfg,
+        tmp_path / "a.pt",
+        tmp_path / "a.jsonl",
+    )
 
     killed = tiny_objective(method)
-    data = MemoryViews(killed.view_transform(), fail_after=5)  # dies inside step 3
+    data = MemoryViews(
+        killed.view_transform(), fail_after=5, sites_per_well=killed.sites_per_well
+    )  # dies inside step 3
     with pytest.raises(KeyboardInterrupt):
         train(killed, data, cfg, tmp_path / "b.pt", tmp_path / "b.jsonl")
     assert torch.load(tmp_path / "b.pt", weights_only=True)["step"] == 2
 
     resumed = tiny_objective(method)
     train(
-        resumed, MemoryViews(resumed.view_transform()), cfg, tmp_path / "b.pt", tmp_path / "b.jsonl"
+        resumed,
+        MemoryViews(resumed.view_transform(), sites_per_well=resumed.sites_per_well),
+        cfg,
+        tmp_path / "b.pt",
+        tmp_path / "b.jsonl",
     )
     for (name, a), b in zip(whole.state_dict().items(), resumed.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-6, msg=name)
@@ -341,7 +363,13 @@ def test_signal_checkpoints_the_step_exits_75_and_resumes_to_the_same_weights(
 ) -> None:
     cfg = TrainConfig(steps=5, batch_size=2, ckpt_every=4, warmup_epochs=0.5, seed=5)
     whole = tiny_objective("dino")
-    train(whole, MemoryViews(whole.view_transform()), cfg, tmp_path / "a.pt", tmp_path / "a.jsonl")
+    train(
+        whole,
+        MemoryViews(whole.view_transform(), sites_per_well=whole.sites_per_well),
+        cfg,
+        tmp_path / "a.pt",
+        tmp_path / "a.jsonl",
+    )
 
     before = signal.getsignal(signum)
     stopped = tiny_objective("dino")
@@ -355,7 +383,11 @@ def test_signal_checkpoints_the_step_exits_75_and_resumes_to_the_same_weights(
 
     resumed = tiny_objective("dino")
     train(
-        resumed, MemoryViews(resumed.view_transform()), cfg, tmp_path / "b.pt", tmp_path / "b.jsonl"
+        resumed,
+        MemoryViews(resumed.view_transform(), sites_per_well=resumed.sites_per_well),
+        cfg,
+        tmp_path / "b.pt",
+        tmp_path / "b.jsonl",
     )
     for (name, a), b in zip(whole.state_dict().items(), resumed.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-6, msg=name)

@@ -40,9 +40,9 @@ def test_default_run_plans_random_features_beside_the_networks(run_snakemake: Ru
 def test_ablation_variants_and_a_model_on_another_models_weights(run_snakemake: Runner) -> None:
     ablation = Path(__file__).parents[2] / "config/ablation.yaml"
     counts = dry_run(run_snakemake, configfiles=(ablation,))
-    assert counts["pretrain"] == 7  # + no_cross, no_agg; no_post embeds sslprofiler_tiny's weights
-    assert counts["embed_plate"] == 8 * 8
-    assert counts["plot_training_curves"] == 6
+    assert counts["pretrain"] == 8  # + no_cross, no_agg, no_aug; no_post: sslprofiler_tiny's
+    assert counts["embed_plate"] == 9 * 8
+    assert counts["plot_training_curves"] == 7
     assert counts["ablation"] == 1
     res = run_snakemake("--dry-run", "--printshellcmds", "results/embeddings/"
                         "sslprofiler_tiny_no_post/src01_b01_p01.parquet",
