@@ -200,7 +200,7 @@ def test_tiny_run_killed_rerun_reports_and_partial_reruns(tmp_path: Path) -> Non
     # 4. the report embeds every table and figure
     report = snakemake(workdir, "--report", "results/report.html", configfiles=(TINY,))
     assert report.returncode == 0, report.stderr[-4000:]
-    trained = ["dino_tiny", "mae_tiny", "simclr_tiny"]
+    trained = ["dino_tiny", "mae_tiny", "simclr_tiny", "sslprofiler_tiny"]
     check_report(results / "report.html", results, models, trained)
     # 5. partial reruns as users do them: exactly the jobs the change touches
     new_lr = tmp_path / "lr.yaml"
