@@ -77,6 +77,13 @@ class MemoryViews(Dataset):
         return [(v - 0.5) / 0.3 for v in views]
 
 
+def views_of(objective, **kwargs) -> MemoryViews:
+    """The in-memory views of ``objective`` (sites, or wells for a well objective)."""
+    return MemoryViews(
+        objective.view_transform(), sites_per_well=objective.sites_per_well, **kwargs
+    )
+
+
 def tiny_objective(method: str):
     torch.manual_seed(0)
     kwargs = OBJECTIVES[method].backbone_kwargs
@@ -183,16 +190,14 @@ def test_kill_and_resume_matches_uninterrupted_run(method: str, tmp_path: Path) 
     cfg = TrainConfig(steps=4, batch_size=batch, ckpt_every=2, warmup_epochs=0.5, seed=5)
     train(
         whole,
-        MemoryViews(whole.view_transform(), sites_per_well=whole.sites_per_well),
+        views_of(whole),
         cfg,
         tmp_path / "a.pt",
         tmp_path / "a.jsonl",
     )
 
     killed = tiny_objective(method)
-    data = MemoryViews(
-        killed.view_transform(), fail_after=5, sites_per_well=killed.sites_per_well
-    )  # dies inside step 3
+    data = views_of(killed, fail_after=5)  # dies inside step 3
     with pytest.raises(KeyboardInterrupt):
         train(killed, data, cfg, tmp_path / "b.pt", tmp_path / "b.jsonl")
     assert torch.load(tmp_path / "b.pt", weights_only=True)["step"] == 2
@@ -200,7 +205,7 @@ def test_kill_and_resume_matches_uninterrupted_run(method: str, tmp_path: Path) 
     resumed = tiny_objective(method)
     train(
         resumed,
-        MemoryViews(resumed.view_transform(), sites_per_well=resumed.sites_per_well),
+        views_of(resumed),
         cfg,
         tmp_path / "b.pt",
         tmp_path / "b.jsonl",
@@ -365,7 +370,7 @@ def test_signal_checkpoints_the_step_exits_75_and_resumes_to_the_same_weights(
     whole = tiny_objective("dino")
     train(
         whole,
-        MemoryViews(whole.view_transform(), sites_per_well=whole.sites_per_well),
+        views_of(whole),
         cfg,
         tmp_path / "a.pt",
         tmp_path / "a.jsonl",
@@ -384,7 +389,7 @@ def test_signal_checkpoints_the_step_exits_75_and_resumes_to_the_same_weights(
     resumed = tiny_objective("dino")
     train(
         resumed,
-        MemoryViews(resumed.view_transform(), sites_per_well=resumed.sites_per_well),
+        views_of(resumed),
         cfg,
         tmp_path / "b.pt",
         tmp_path / "b.jsonl",
