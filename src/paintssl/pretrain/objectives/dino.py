@@ -94,6 +94,21 @@ def dino_loss(
     return torch.stack(terms).mean()
 
 
+def soft_cross_entropy(
+    student: torch.Tensor,
+    teacher: torch.Tensor,
+    center: torch.Tensor,
+    student_temp: float,
+    teacher_temp: float,
+) -> torch.Tensor:
+    """Return the per-row cross-entropy of centred, sharpened teacher and student outputs.
+
+    DINO's term for one pair of views; SSLProfiler's aggregation and iBOT terms.
+    """
+    targets = F.softmax((teacher - center) / teacher_temp, dim=-1)
+    return -(targets * F.log_softmax(student / student_temp, dim=-1)).sum(dim=-1)
+
+
 def teacher_stats(
     teacher: torch.Tensor, center: torch.Tensor, temp: float
 ) -> dict[str, torch.Tensor]:
@@ -192,6 +207,10 @@ class DinoObjective(Objective):
             ]
         )
 
+    def last_layer_is_frozen(self) -> bool:
+        """Whether the run is still within the ``freeze_last_layer`` span."""
+        return self.span_passed(self.last_layer_frozen) < 1.0
+
     def current_teacher_temp(self) -> float:
         """Teacher temperature, warmed up linearly over the ``warmup_teacher_temp`` span."""
         ramp = self.span_passed(self.teacher_temp_warmup)
@@ -229,8 +248,7 @@ class DinoObjective(Objective):
         ``teacher_views``); the pair of teacher crop i and student crop i is left out.
         """
         teacher = self.teacher_logits(torch.cat(teacher_views))
-        frozen = self.span_passed(self.last_layer_frozen) < 1.0
-        student, student_features = self._student(student_views, frozen)
+        student, student_features = self._student(student_views, self.last_layer_is_frozen())
         temp = self.current_teacher_temp()
         loss = dino_loss(
             list(student.float().chunk(len(student_views))),

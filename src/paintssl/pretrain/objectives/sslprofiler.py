@@ -38,7 +38,7 @@ from torch import nn
 from paintssl.pretrain.augment import augment, cell_crop
 from paintssl.pretrain.backbones import vit_tokens
 from paintssl.pretrain.objectives.base import StepOutput, pooled_features
-from paintssl.pretrain.objectives.dino import DinoObjective
+from paintssl.pretrain.objectives.dino import DinoObjective, soft_cross_entropy
 
 Site = tuple[torch.Tensor, torch.Tensor]
 """A site image (C, H, W) in [0, 1] and its cell mask (H, W)."""
@@ -116,8 +116,7 @@ def patch_distillation(
     student's, averaged over an image's masked patches, then over the images with any (0
     when no patch is masked).
     """
-    targets = F.softmax((teacher - center) / teacher_temp, dim=-1)
-    per_patch = -(targets * F.log_softmax(student / student_temp, dim=-1)).sum(dim=-1)
+    per_patch = soft_cross_entropy(student, teacher, center, student_temp, teacher_temp)
     counts = masked.sum(dim=1)
     per_image = (per_patch * masked).sum(dim=1) / counts.clamp_min(1)
     has_mask = counts > 0
@@ -251,11 +250,9 @@ class SslProfilerObjective(DinoObjective):
         tokens = vit_tokens(self.backbone, torch.cat(student_sites))
         features = pooled_features(self.backbone, tokens)
         pooled = self.aggregator(torch.stack(features.chunk(len(student_sites)), 1))
-        frozen = self.span_passed(self.last_layer_frozen) < 1.0
-        student = self.head(pooled, freeze_last_layer=frozen).float()
-        temp = self.current_teacher_temp()
-        targets = F.softmax((teacher - self.aggregate_center) / temp, dim=-1)
-        loss = -(targets * F.log_softmax(student / self.student_temp, dim=-1)).sum(-1).mean()
+        student = self.head(pooled, freeze_last_layer=self.last_layer_is_frozen()).float()
+        loss = soft_cross_entropy(student, teacher, self.aggregate_center, self.student_temp,
+                                  self.current_teacher_temp()).mean()  # fmt: skip
         self._update_center(teacher, self.aggregate_center)
         return loss
 
@@ -268,8 +265,8 @@ class SslProfilerObjective(DinoObjective):
         masked = random_patch_mask(len(crops), teacher.shape[1], self.ibot_mask_ratio,
                                    self.ibot_mask_probability, crops.device)  # fmt: skip
         tokens = vit_tokens(self.backbone, crops, masked=masked, mask_token=self.mask_token)
-        frozen = self.span_passed(self.last_layer_frozen) < 1.0
-        student = self.head(tokens[:, n_prefix:], freeze_last_layer=frozen).float()
+        student = self.head(tokens[:, n_prefix:], freeze_last_layer=self.last_layer_is_frozen())
+        student = student.float()
         temp = self.current_teacher_temp()
         loss = patch_distillation(student, teacher, masked, self.patch_center,
                                   self.student_temp, temp)  # fmt: skip
