@@ -49,6 +49,9 @@ FOOTER = """
   step and metric (`policy: error`) or warns once (`policy: warn`); the training-curve figure
   shows the verdict.
 - **Embedding precision:** `embed.precision` fp32 (default) or bf16 autocast.
+- **Site cache:** `train.site_cache_mb` (default 2048) keeps decoded training sites (image and
+  cell mask) in memory, per rank, shared out among its DataLoader workers, so each site's TIFF
+  is read once rather than once per view; 0 reads every time. The views are unchanged.
 """
 
 

@@ -9,8 +9,17 @@ import tifffile
 import torch
 
 from paintssl.pretrain.augment import AugmentConfig, CropGroup, MultiCrop
-from paintssl.pretrain.data import SiteViews, StepBatches, sample_seed, step_loader
+from paintssl.pretrain.data import (
+    SiteViews,
+    StepBatches,
+    sample_seed,
+    step_loader,
+    training_views,
+)
+from paintssl.pretrain.objectives import OBJECTIVES
 from paintssl.tables import CHANNELS, PLATE, WELL
+
+from .test_objectives import tiny_objective
 
 PLAIN = AugmentConfig(flip=False, color=False)
 
@@ -90,3 +99,42 @@ def test_loader_collates_views_per_position(tmp_path: Path) -> None:
     batches = list(step_loader(data, StepBatches(len(data), 2, seed=0, start=0, total=2)))
     assert len(batches) == 2
     assert [tuple(v.shape) for v in batches[0]] == [(2, 5, 32, 32), (2, 5, 32, 32), (2, 5, 16, 16)]
+
+
+def test_site_cache_fills_to_its_budget_and_changes_no_view(tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path)
+    transform, stats = MultiCrop([CropGroup(16, 2, AugmentConfig())]), ([0.5] * 5, [0.2] * 5)
+    site_mb = (5 * 48 * 48 * 4 + 48 * 48) / 2**20  # float32 planes and a bool mask
+    uncached = SiteViews([manifest], transform, *stats)
+    one_site = SiteViews([manifest], transform, *stats, cache_mb=1.5 * site_mb)
+    every_site = SiteViews([manifest], transform, *stats, cache_mb=100)
+    for key in [(0, 1), (1, 2), (2, 3), (0, 4), (2, 5)]:
+        expected = uncached[key]
+        for data in (one_site, every_site):
+            assert all(torch.equal(a, b) for a, b in zip(expected, data[key], strict=True))
+    assert list(one_site._cache) == [0]
+    assert sorted(every_site._cache) == [0, 1, 2]
+    assert not uncached._cache
+
+
+PROBABILITIES = [f for f in AugmentConfig.__dataclass_fields__ if f.endswith("_p")]
+ONE_AUGMENTATION_EACH = [{"flip": True, "color": False}, {"flip": False, "color": True}] + [
+    {"flip": False, "color": False, p: 1.0} for p in PROBABILITIES
+]
+
+
+@pytest.mark.parametrize("method", sorted(OBJECTIVES))
+def test_view_transforms_leave_the_cached_sites_unchanged(method: str, tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path)
+    fresh = SiteViews([manifest], MultiCrop([]), [0.0] * 5, [1.0] * 5)
+    for augment in ONE_AUGMENTATION_EACH:  # each alone: no earlier copy hides an in-place edit
+        objective = tiny_objective(method, augment=augment)
+        data = training_views([manifest], objective.view_transform(), [0.5] * 5, [0.2] * 5,
+                              sites_per_well=objective.sites_per_well, cache_mb=100)  # fmt: skip
+        for seed in range(4):
+            data[(seed % 2, seed)]
+        assert data._cache
+        for index, (image, cells) in data._cache.items():
+            expected_image, expected_cells = fresh.load(index)
+            assert torch.equal(image, expected_image), (augment, index)
+            assert torch.equal(cells, expected_cells), (augment, index)

@@ -17,6 +17,7 @@ from skimage.segmentation import find_boundaries
 from paintssl.embed.cellprofiler import COMPARTMENTS, _compartments
 from paintssl.embed.segment import segment_site
 from paintssl.embed.shared_measurements import (
+    _wedge_cv,
     granularity_by_compartment,
     radial_features,
     radial_geometry,
@@ -81,3 +82,16 @@ def test_radial_features_equal_cp_measure_radial_distribution(
         assert list(shared) == list(direct)
         for key, values in direct.items():
             np.testing.assert_array_equal(shared[key], values, err_msg=f"{key} {channel}")
+
+
+def test_wedge_cv_has_the_bits_of_numpy_ma() -> None:
+    rng = np.random.default_rng(3)
+    counts = rng.integers(0, 4, (200, 8)).astype(float)
+    counts[:5] = 0  # objects with no pixel in the ring
+    sums = rng.random((200, 8)) * counts
+    sums[5:10] = 0  # dark objects: a zero mean
+    with warnings.catch_warnings(action="ignore", category=RuntimeWarning):
+        means = np.ma.MaskedArray(sums / counts, counts == 0)  # cp-measure's arithmetic
+        expected = np.asarray(np.std(means, 1) / np.mean(means, 1))
+    expected[np.sum(counts > 0, 1) == 0] = 0
+    np.testing.assert_array_equal(_wedge_cv(sums, counts), expected)

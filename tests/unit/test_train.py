@@ -117,6 +117,8 @@ def test_resolve_scales_lr_and_converts_epochs() -> None:
 def test_unknown_train_key_is_a_type_error() -> None:
     with pytest.raises(TypeError, match="warmup_epoch"):
         TrainConfig.from_dict({"warmup_epoch": 3})
+    with pytest.raises(ValueError, match="site_cache_mb must be >= 0"):
+        TrainConfig(site_cache_mb=-1)
 
 
 def test_param_groups_as_dino_decay_tokens_and_skip_biases_norms_and_teacher() -> None:

@@ -306,7 +306,9 @@ def measure_site(
     if len(ids) == 0:
         return pd.DataFrame(columns=[OBJECT, *columns], dtype=np.float64)
     values = _measure(image, channels, masks, len(ids), groups, texture_scales)
-    table = pd.DataFrame(values, columns=list(columns), dtype=np.float64)
+    undefined = np.full(len(ids), np.nan)  # a compartment without pixels in any cell
+    matrix = np.column_stack([values.get(column, undefined) for column in columns])
+    table = pd.DataFrame(matrix.astype(np.float64, copy=False), columns=list(columns))
     table.insert(0, OBJECT, ids)
     return table
 

@@ -65,6 +65,7 @@ class SiteViews(Dataset):
         mean: Sequence[float],
         std: Sequence[float],
         channels: Sequence[str] = CHANNELS,
+        cache_mb: float = 0.0,
     ) -> None:
         if DNA not in channels:
             raise ValueError(f"channels {list(channels)} lack {DNA!r}, needed for cell-aware crops")
@@ -73,15 +74,29 @@ class SiteViews(Dataset):
         self.mean = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
         self.dna_index = list(channels).index(DNA)
+        self.cache_bytes = int(cache_mb * 2**20)
+        self._cache: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._cached_bytes = 0
 
     def __len__(self) -> int:
         return len(self.sites)
 
     def load(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Site ``index`` as (C, H, W) float in [0, 1] and its cell mask (the cell rule)."""
+        """Site ``index`` as (C, H, W) float in [0, 1] and its cell mask (the cell rule).
+
+        Decoded sites are kept in memory (in each DataLoader process) until ``cache_mb`` is
+        full; later ones are read from disk every time. The transforms must not change the
+        site in place (tested for every objective).
+        """
+        if index in self._cache:
+            return self._cache[index]
         row = self.sites.iloc[index]
         image = torch.from_numpy(read_scaled_site(row["path"]))
         cells = cell_mask(image[self.dna_index], float(row["dna_otsu"]))
+        size = image.nbytes + cells.nbytes
+        if self._cached_bytes + size <= self.cache_bytes:
+            self._cache[index] = image, cells
+            self._cached_bytes += size
         return image, cells
 
     def normalise(self, views: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -110,8 +125,9 @@ class WellViews(SiteViews):
         std: Sequence[float],
         channels: Sequence[str] = CHANNELS,
         sites_per_well: int = 2,
+        cache_mb: float = 0.0,
     ) -> None:
-        super().__init__(manifests, transform, mean, std, channels)
+        super().__init__(manifests, transform, mean, std, channels, cache_mb)
         if sites_per_well < 1:
             raise ValueError(f"sites_per_well must be >= 1, got {sites_per_well}")
         self.sites_per_well = sites_per_well
@@ -145,11 +161,12 @@ def training_views(
     std: Sequence[float],
     channels: Sequence[str] = CHANNELS,
     sites_per_well: int | None = None,
+    cache_mb: float = 0.0,
 ) -> SiteViews:
     """Return the training set an objective samples: sites, or wells of ``sites_per_well``."""
     if sites_per_well is None:
-        return SiteViews(manifests, transform, mean, std, channels)
-    return WellViews(manifests, transform, mean, std, channels, sites_per_well)
+        return SiteViews(manifests, transform, mean, std, channels, cache_mb)
+    return WellViews(manifests, transform, mean, std, channels, sites_per_well, cache_mb)
 
 
 class StepBatches(Sampler):

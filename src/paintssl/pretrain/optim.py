@@ -34,8 +34,9 @@ class TrainConfig:
     ``clip_grad`` (DINO's ``utils.clip_gradients``; False: one global norm).
     ``decay_tokens`` applies weight decay to ``cls_token``/``pos_embed``/``mask_token`` as
     DINO's and MAE's parameter groups do (only biases and 1-d tensors are exempt).
-    ``amp=None`` means bf16 autocast on CUDA only. ``collapse``: see
-    :class:`~paintssl.pretrain.collapse.CollapseConfig`.
+    ``amp=None`` means bf16 autocast on CUDA only. ``site_cache_mb``: decoded training
+    sites kept in memory by each rank, shared out among its DataLoader workers (0: none).
+    ``collapse``: see :class:`~paintssl.pretrain.collapse.CollapseConfig`.
     """
 
     epochs: float = 200.0
@@ -57,6 +58,7 @@ class TrainConfig:
     amp: bool | None = None
     seed: int = 0
     num_workers: int = 0
+    site_cache_mb: float = 2048.0
     collapse: CollapseConfig = field(default_factory=CollapseConfig)
 
     def __post_init__(self) -> None:
@@ -66,6 +68,8 @@ class TrainConfig:
             object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
         if self.steps is not None and self.steps < 1:
             raise ValueError(f"train.steps must be >= 1, got {self.steps}")
+        if self.site_cache_mb < 0:
+            raise ValueError(f"train.site_cache_mb must be >= 0, got {self.site_cache_mb}")
         if self.ckpt_every < 1 or self.log_every < 1:
             raise ValueError("train.ckpt_every and train.log_every must be >= 1")
 

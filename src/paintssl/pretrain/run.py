@@ -86,7 +86,8 @@ def pretrain(
         run = {"seed": seed, "num_workers": num_workers, **model.train}
         cfg = TrainConfig.from_dict(run)
         transform, sites = objective.view_transform(), objective.sites_per_well
-        dataset = training_views(manifests, transform, mean, std, channels, sites)
+        cache_mb = cfg.site_cache_mb / max(cfg.num_workers, 1)  # a cache per loading process
+        dataset = training_views(manifests, transform, mean, std, channels, sites, cache_mb)
         weights_dir = Path(weights).parent
         metrics = Path(metrics) if metrics else weights_dir / "metrics.jsonl"
         ckpt = Path(ckpt) if ckpt else weights_dir / "ckpt" / "last.pt"

@@ -38,7 +38,7 @@ from paintssl.tables import atomic_path
 
 log = logging.getLogger(__name__)
 
-RUNTIME_KEYS = ("num_workers", "ckpt_every", "log_every", "collapse")
+RUNTIME_KEYS = ("num_workers", "site_cache_mb", "ckpt_every", "log_every", "collapse")
 """TrainConfig fields that may change between a run and its resumption."""
 
 
